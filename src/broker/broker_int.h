@@ -1,0 +1,256 @@
+/*
+ * broker_int.h - structures shared by the files of src/broker (private).
+ *
+ * Threads: everything here lives on the loop thread, except the sync
+ * thread of flusher.c, which only ever sees sl_log_sync_job values.
+ *
+ * Lifetimes: a connection owns its requests; a request owns its frame
+ * bytes, its decode arena and its response buffer. A request waiting for a
+ * sync (produce) or for data (fetch) is linked into per-partition wait
+ * lists; those links are removed before the request is freed, and a closed
+ * connection with produce waits outstanding lingers (fd closed) until they
+ * resolve.
+ */
+#ifndef SL_BROKER_INT_H
+#define SL_BROKER_INT_H
+
+#include "broker/broker.h"
+#include "common/arena.h"
+#include "common/buf.h"
+#include "kafka/wire.h"
+#include "kafka/header.h"
+#include "kafka/gen_messages.h"
+#include "kafka/gen_errors.h"
+#include "net/loop.h"
+#include "net/outq.h"
+#include "storage/log.h"
+
+#define SL_TOPIC_NAME_MAX 249
+#define SL_CONN_RBUF 65536
+#define SL_CONN_MAX_REQUESTS 256            /* pipelined requests per connection before reading pauses */
+#define SL_CONN_MAX_OUT_BYTES (64 << 20)    /* queued response bytes before reading pauses */
+#define SL_REQ_ARENA_MAX (64 << 20)         /* decode + handler state of one request */
+#define SL_RESP_MAX_BYTES ((size_t)1 << 30) /* one response's memory part */
+#define SL_PARTITIONS_MAX 100000
+
+typedef struct sl_conn sl_conn;
+typedef struct sl_request sl_request;
+typedef struct sl_topic sl_topic;
+typedef struct sl_partition sl_partition;
+
+/* Doubly linked list node (intrusive), for O(1) unlink of waits. */
+typedef struct sl_link {
+    struct sl_link *prev, *next;
+} sl_link;
+static inline void sl_link_init(sl_link *l) { l->prev = l->next = l; }
+static inline bool sl_link_empty(const sl_link *l) { return l->next == l; }
+static inline void sl_link_insert_tail(sl_link *head, sl_link *l)
+{
+    l->prev = head->prev;
+    l->next = head;
+    head->prev->next = l;
+    head->prev = l;
+}
+static inline void sl_link_remove(sl_link *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    l->prev = l->next = l;
+}
+#define SL_CONTAINER(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+/* Topic-level configs (Kafka names); `set` marks those given explicitly. */
+typedef struct sl_topic_config {
+    int64_t retention_ms, retention_bytes, segment_bytes, segment_ms;
+    int32_t max_message_bytes;
+    uint32_t set;  /* bit per sl_tconf_key */
+} sl_topic_config;
+
+struct sl_partition {
+    sl_topic *topic;
+    int32_t index;
+    sl_log *log;
+    bool dirty;          /* appended since the last sync round was prepared */
+    sl_link produce_waits;   /* sl_produce_wait, in offset order */
+    sl_link fetch_waits;     /* sl_fetch_wait */
+    sl_partition *dirty_next;
+};
+
+struct sl_topic {
+    char name[SL_TOPIC_NAME_MAX + 1];
+    int32_t npartitions;
+    sl_partition **partitions;
+    sl_topic_config config;
+    sl_topic *hash_next;
+};
+
+typedef enum {
+    SL_REQ_QUEUED,       /* parsed, not yet handled */
+    SL_REQ_WAITING,      /* handled, response waits for a sync or for data */
+    SL_REQ_DONE,         /* response encoded in out */
+    SL_REQ_NO_RESPONSE   /* produce with acks=0 */
+} sl_req_state;
+
+struct sl_request {
+    sl_request *next;
+    sl_conn *conn;
+    sl_req_state state;
+    sl_kreq_header hdr;
+    uint8_t *frame;      /* owned: the whole frame including the 4-byte size */
+    size_t frame_len;
+    const uint8_t *body; /* past the header */
+    size_t body_len;
+    sl_arena arena;
+    sl_buf out;          /* response: 4-byte size, header, body */
+    sl_kwriter_splice *splices;  /* file ranges of the response (Fetch), splices_max of them */
+    int nsplices, splices_max;
+    void *hstate;        /* handler state while waiting */
+    int64_t t_start_ns;
+};
+
+struct sl_conn {
+    struct sl_broker *broker;
+    sl_io io;
+    int fd;
+    char peer[64];
+    uint8_t *rbuf;
+    size_t rlen;
+    sl_request *partial;  /* a large frame being read straight into its own buffer */
+    size_t partial_have;
+    sl_request *head, *tail;
+    int nreq;
+    int nwaiting_produce; /* requests linked into partitions' produce waits */
+    sl_outq outq;
+    bool closed;          /* fd closed; freed when nwaiting_produce reaches 0 */
+    bool read_paused;
+    bool in_pump, pump_again; /* sl__conn_pump re-entrancy guard */
+    sl_defer defer;
+    sl_link link;         /* broker's connection list */
+};
+
+typedef struct sl_flusher sl_flusher;
+
+struct sl_broker {
+    sl_broker_config cfg;
+    sl_loop *loop;
+    int lock_fd;
+    int listen_fd;
+    int port;
+    sl_io listen_io;
+    sl_io signal_io;
+    int signal_fd;
+    sl_async *stop_async;
+    bool stopping;
+    sl_link conns;
+    int nconns;
+    char cluster_id[32];
+    /* topics */
+    sl_topic **topic_hash;
+    int topic_hash_size;
+    int ntopics;
+    sl_flusher *flusher;
+    sl_timer retention_timer;
+    sl_timer stop_timer;
+    int64_t t_exec_ns;
+};
+
+/* ---- conn.c ---- */
+int sl__conn_accept(struct sl_broker *broker, int fd, const char *peer);
+void sl__conn_close(sl_conn *conn, const char *why);
+void sl__conn_stop_reading(sl_conn *conn);
+/* Called when a waiting request became DONE: sends what is now in order. */
+void sl__conn_pump(sl_conn *conn);
+/* Encodes header + body via `encode` into req->out and marks it DONE. */
+typedef int (*sl_encode_fn)(const void *msg, sl_kwriter *w, int16_t version);
+int sl__request_respond(sl_request *req, sl_encode_fn encode, const void *msg);
+void sl__request_respond_and_pump(sl_request *req, sl_encode_fn encode, const void *msg);
+
+/* ---- topics.c ---- */
+int sl__topics_load(struct sl_broker *broker);
+void sl__topics_close_all(struct sl_broker *broker);
+sl_topic *sl__topic_find(struct sl_broker *broker, const char *name, size_t len);
+/* Kafka's rules: 1-249 chars of [a-zA-Z0-9._-], not "." or "..". */
+bool sl__topic_name_valid(const char *name, size_t len);
+int16_t sl__topic_create(struct sl_broker *broker, const char *name, size_t len, int32_t npartitions,
+                         const sl_topic_config *config, bool validate_only, char *msg, size_t msg_len);
+int16_t sl__topic_delete(struct sl_broker *broker, sl_topic *topic);
+int16_t sl__topic_add_partitions(struct sl_broker *broker, sl_topic *topic, int32_t count, bool validate_only,
+                                 char *msg, size_t msg_len);
+sl_partition *sl__partition_get(sl_topic *topic, int32_t index);
+void sl__topic_config_default(const struct sl_broker *broker, sl_topic_config *config);
+/* Parses one Kafka topic config into config; Kafka error code + message on failure. */
+int16_t sl__topic_config_set(sl_topic_config *config, const char *key, size_t key_len, const char *value,
+                             size_t value_len, char *msg, size_t msg_len);
+void sl__log_config_of(const struct sl_broker *broker, const sl_topic_config *tc, sl_log_config *lc);
+/* Iterates topics in hash order (for Metadata "all topics" and shutdown). */
+sl_topic *sl__topic_next(struct sl_broker *broker, sl_topic *prev);
+
+/* Describes configs: for DescribeConfigs. */
+typedef struct sl_tconf_entry {
+    const char *name;
+    char value[32];
+    bool is_default;
+    bool read_only;
+} sl_tconf_entry;
+int sl__topic_config_describe(const struct sl_broker *broker, const sl_topic_config *config,
+                              sl_tconf_entry *out, int max);
+int sl__broker_config_describe(const struct sl_broker *broker, sl_tconf_entry *out, int max);
+
+/* ---- flusher.c: group commit and produce waits ---- */
+int sl__flusher_new(struct sl_broker *broker, sl_flusher **out);
+void sl__flusher_free(sl_flusher *flusher);
+/* After an append: marks the partition dirty and starts a sync round if none is out. */
+void sl__flusher_dirty(sl_flusher *flusher, sl_partition *partition);
+/* Blocks (loop thread) until no round is out; used before removing a log. */
+void sl__flusher_quiesce(sl_flusher *flusher);
+bool sl__flusher_idle(const sl_flusher *flusher);
+
+typedef struct sl_produce_wait {
+    sl_link link;
+    sl_request *req;
+    int64_t offset_needed;   /* durable offset that acknowledges this append */
+    sl_ProduceResponse_PartitionProduceResponse *presp;
+} sl_produce_wait;
+/* Drops a partition's produce waits with an error (topic deleted, log failed). */
+void sl__produce_waits_fail(sl_partition *partition, int16_t error_code);
+/* The partition's durable offset moved (or its sync failed: error != 0). */
+void sl__produce_waits_advance(sl_partition *partition, int16_t error_code);
+
+/* ---- handlers ---- */
+typedef int (*sl_handler_fn)(struct sl_broker *broker, sl_request *req);
+int sl__handle_api_versions(struct sl_broker *broker, sl_request *req);
+int sl__handle_metadata(struct sl_broker *broker, sl_request *req);
+int sl__handle_find_coordinator(struct sl_broker *broker, sl_request *req);
+int sl__handle_produce(struct sl_broker *broker, sl_request *req);
+int sl__handle_fetch(struct sl_broker *broker, sl_request *req);
+int sl__handle_list_offsets(struct sl_broker *broker, sl_request *req);
+int sl__handle_create_topics(struct sl_broker *broker, sl_request *req);
+int sl__handle_delete_topics(struct sl_broker *broker, sl_request *req);
+int sl__handle_create_partitions(struct sl_broker *broker, sl_request *req);
+int sl__handle_describe_configs(struct sl_broker *broker, sl_request *req);
+
+/* The served API table (dispatch.c): only these are advertised. */
+typedef struct sl_api_entry {
+    int16_t key;
+    int16_t min, max;
+    sl_handler_fn handler;
+} sl_api_entry;
+const sl_api_entry *sl__api_entry(int16_t key);
+int sl__api_count(void);
+const sl_api_entry *sl__api_at(int i);
+int sl__dispatch(struct sl_broker *broker, sl_request *req);
+
+/* Fetch waits (h_fetch.c): a partition's high watermark moved. */
+void sl__fetch_waits_notify(sl_partition *partition);
+/* A parked fetch on a closing connection or a shutting-down broker answers now. */
+void sl__fetch_cancel(sl_request *req);
+void sl__fetch_release(sl_request *req);
+
+/* Called whenever a partition's high watermark may have advanced. */
+static inline void sl__partition_hw_advanced(sl_partition *partition) { sl__fetch_waits_notify(partition); }
+
+/* An sl_kstr as a NUL-terminated copy in the request arena (NULL if no memory). */
+char *sl__arena_cstr(sl_arena *arena, sl_kstr s);
+sl_kstr sl__kstr(const char *s);
+
+#endif

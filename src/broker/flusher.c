@@ -1,0 +1,235 @@
+/*
+ * flusher.c - group commit: one sync thread, rounds of fdatasync.
+ *
+ *     loop thread                          sync thread
+ *     -----------                          -----------
+ *     append -> partition dirty
+ *     end of turn: start_round()
+ *       sl_log_sync_prepare per dirty  -->  sl_log_sync_run per job
+ *       (round out; appends go on,          (fdatasync only; touches no
+ *        marking partitions dirty again)     broker or log state)
+ *     on_done() <------------------------  async wake-up
+ *       sl_log_sync_finish per job
+ *       answer produce waits, wake fetches
+ *       start_round() if anything is dirty
+ *
+ * Every batch appended while a round is out is covered by the next round,
+ * so under load one fdatasync acknowledges many produce requests (the
+ * classic group commit), and at low load a produce waits for exactly one.
+ * Only one round is out at a time; it holds sync jobs, which hold segment
+ * references, so rolls and retention cannot close an fd under it. Removing
+ * a topic first waits for the round (sl__flusher_quiesce).
+ *
+ * Modes: `always` starts a round at the end of every loop turn that
+ * appended; `interval:MS` starts one every MS (acks do not wait); `os`
+ * never syncs except on roll and close (the kernel flushes).
+ */
+#include <pthread.h>
+#include <string.h>
+#include "broker/broker_int.h"
+#include "common/alloc.h"
+#include "common/error.h"
+#include "common/log.h"
+
+typedef struct sl_round_item {
+    sl_partition *partition;
+    sl_log_sync_job *job;
+    int rc;
+} sl_round_item;
+
+struct sl_flusher {
+    sl_broker *broker;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;       /* thread waits for a round; quiesce waits for done */
+    bool quit;
+    bool thread_started;
+    /* shared under mu */
+    sl_round_item *items;
+    int nitems, capitems;
+    bool round_out;            /* handed to the thread, not yet finished on the loop */
+    bool round_ran;            /* the thread finished running it */
+    /* loop thread only */
+    sl_partition *dirty;
+    sl_async *done_async;
+    sl_defer start_defer;
+    sl_timer interval_timer;
+    int64_t rounds, syncs;
+};
+
+static void *sync_main(void *arg)
+{
+    sl_flusher *f = arg;
+    pthread_mutex_lock(&f->mu);
+    for (;;) {
+        while (!f->quit && !(f->round_out && !f->round_ran)) pthread_cond_wait(&f->cond, &f->mu);
+        if (f->quit) break;
+        int n = f->nitems;
+        sl_round_item *items = f->items;
+        pthread_mutex_unlock(&f->mu);
+        for (int i = 0; i < n; i++) items[i].rc = sl_log_sync_run(items[i].job);
+        pthread_mutex_lock(&f->mu);
+        f->round_ran = true;
+        pthread_cond_broadcast(&f->cond);
+        sl_async_send(f->done_async);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return NULL;
+}
+
+static void start_round(sl_flusher *f)
+{
+    if (f->round_out || !f->dirty) return;
+    int n = 0;
+    while (f->dirty) {
+        sl_partition *p = f->dirty;
+        f->dirty = p->dirty_next;
+        p->dirty = false;
+        p->dirty_next = NULL;
+        sl_log_sync_job *job = sl_log_sync_prepare(p->log);
+        if (!job) continue;
+        if (n == f->capitems) {
+            f->capitems = f->capitems ? f->capitems * 2 : 64;
+            f->items = sl_realloc(f->items, sizeof *f->items * (size_t)f->capitems);
+        }
+        f->items[n].partition = p;
+        f->items[n].job = job;
+        f->items[n].rc = 0;
+        n++;
+    }
+    if (n == 0) return;
+    pthread_mutex_lock(&f->mu);
+    f->nitems = n;
+    f->round_out = true;
+    f->round_ran = false;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->mu);
+    f->rounds++;
+    f->syncs += n;
+}
+
+static void finish_round(sl_flusher *f)
+{
+    bool hw_moves = f->broker->cfg.flush_mode == SL_FLUSH_ALWAYS;
+    for (int i = 0; i < f->nitems; i++) {
+        sl_round_item *it = &f->items[i];
+        sl_log_sync_finish(it->partition->log, it->job, it->rc);
+        if (it->rc) {
+            SL_ERROR("flusher", "fdatasync of %s-%d failed: %s; its unacknowledged appends were rolled back "
+                     "and answered KAFKA_STORAGE_ERROR", it->partition->topic->name, it->partition->index,
+                     sl_strerror(it->rc));
+        }
+        sl__produce_waits_advance(it->partition, it->rc ? SL_KERR_KAFKA_STORAGE_ERROR : 0);
+        if (hw_moves) sl__partition_hw_advanced(it->partition);
+    }
+    f->nitems = 0;
+    f->round_out = false;
+}
+
+static void on_done(sl_loop *loop, void *arg)
+{
+    sl_flusher *f = arg;
+    (void)loop;
+    pthread_mutex_lock(&f->mu);
+    bool ready = f->round_out && f->round_ran;
+    pthread_mutex_unlock(&f->mu);
+    if (!ready) return;
+    finish_round(f);
+    if (f->broker->cfg.flush_mode == SL_FLUSH_ALWAYS) start_round(f);
+}
+
+static void deferred_start(sl_loop *loop, void *arg)
+{
+    (void)loop;
+    start_round(arg);
+}
+
+static void on_interval(sl_loop *loop, sl_timer *timer)
+{
+    sl_flusher *f = timer->arg;
+    start_round(f);
+    sl_timer_start(loop, timer, f->broker->cfg.flush_interval_ms);
+}
+
+void sl__flusher_dirty(sl_flusher *f, sl_partition *partition)
+{
+    if (!partition->dirty) {
+        partition->dirty = true;
+        partition->dirty_next = f->dirty;
+        f->dirty = partition;
+    }
+    if (f->broker->cfg.flush_mode == SL_FLUSH_ALWAYS && !f->round_out)
+        sl_loop_defer(f->broker->loop, &f->start_defer, deferred_start, f);
+}
+
+void sl__flusher_quiesce(sl_flusher *f)
+{
+    pthread_mutex_lock(&f->mu);
+    while (f->round_out && !f->round_ran) pthread_cond_wait(&f->cond, &f->mu);
+    bool ready = f->round_out;
+    pthread_mutex_unlock(&f->mu);
+    if (!ready) return;
+    finish_round(f);
+    if (f->broker->cfg.flush_mode == SL_FLUSH_ALWAYS && f->dirty)
+        sl_loop_defer(f->broker->loop, &f->start_defer, deferred_start, f);
+}
+
+/* Removes a partition from the dirty list (its topic is going away). */
+void sl__flusher_forget(sl_flusher *f, sl_partition *partition);
+void sl__flusher_forget(sl_flusher *f, sl_partition *partition)
+{
+    for (sl_partition **pp = &f->dirty; *pp; pp = &(*pp)->dirty_next) {
+        if (*pp == partition) {
+            *pp = partition->dirty_next;
+            break;
+        }
+    }
+    partition->dirty = false;
+    partition->dirty_next = NULL;
+}
+
+bool sl__flusher_idle(const sl_flusher *f) { return !f->round_out; }
+
+int sl__flusher_new(sl_broker *broker, sl_flusher **out)
+{
+    sl_flusher *f = SL_NEW(sl_flusher);
+    f->broker = broker;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cond, NULL);
+    int rc = sl_async_new(broker->loop, on_done, f, &f->done_async);
+    if (rc) goto fail;
+    if (pthread_create(&f->thread, NULL, sync_main, f) != 0) {
+        SL_ERROR("flusher", "cannot start the sync thread");
+        rc = SL_EIO;
+        goto fail;
+    }
+    f->thread_started = true;
+    sl_timer_init(&f->interval_timer, on_interval, f);
+    if (broker->cfg.flush_mode == SL_FLUSH_INTERVAL)
+        sl_timer_start(broker->loop, &f->interval_timer, broker->cfg.flush_interval_ms);
+    *out = f;
+    return 0;
+fail:
+    sl__flusher_free(f);
+    return rc;
+}
+
+void sl__flusher_free(sl_flusher *f)
+{
+    if (!f) return;
+    if (f->thread_started) {
+        sl__flusher_quiesce(f);
+        pthread_mutex_lock(&f->mu);
+        f->quit = true;
+        pthread_cond_broadcast(&f->cond);
+        pthread_mutex_unlock(&f->mu);
+        pthread_join(f->thread, NULL);
+    }
+    sl_timer_stop(f->broker->loop, &f->interval_timer);
+    sl_async_free(f->broker->loop, f->done_async);
+    SL_INFO("flusher", "%lld sync rounds, %lld partition syncs", (long long)f->rounds, (long long)f->syncs);
+    pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->cond);
+    sl_free(f->items);
+    sl_free(f);
+}

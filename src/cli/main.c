@@ -1,0 +1,192 @@
+/*
+ * main.c - the `sluice` command.
+ *
+ *   sluice broker [options]   run the Kafka-compatible broker
+ *   sluice --help | --version
+ *
+ * Later subcommands (up, demo, bench) join here; each parses its own
+ * options and says what every one of them does under --help.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "broker/broker.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "sluice/sluice.h"
+
+static void usage_main(FILE *out)
+{
+    fprintf(out,
+            "usage: sluice <command> [options]\n"
+            "\n"
+            "Sluice %s: a Kafka-compatible, durable-by-default event log and the patterns of\n"
+            "reliable asynchronous services, in one binary.\n"
+            "\n"
+            "commands:\n"
+            "  broker     run the broker (Kafka wire protocol; every Kafka client works)\n"
+            "\n"
+            "  sluice <command> --help   explains a command's options\n"
+            "  sluice --version          prints the version\n",
+            SLUICE_VERSION_STRING);
+}
+
+static void usage_broker(FILE *out)
+{
+    fprintf(out,
+            "usage: sluice broker [options]\n"
+            "\n"
+            "Runs a single-node Kafka-compatible broker. Stop it with SIGTERM or Ctrl-C: it stops\n"
+            "accepting, finishes in-flight requests, syncs the logs and exits 0.\n"
+            "\n"
+            "options:\n"
+            "  --data DIR               data directory: one folder per partition, topic metadata\n"
+            "                           under DIR/__sluice (default ./data). Only one broker may\n"
+            "                           use a directory at a time.\n"
+            "  --listen HOST:PORT       address to listen on (default 127.0.0.1:9092; port 0 picks\n"
+            "                           a free port, printed in the 'listening on' line)\n"
+            "  --advertise HOST:PORT    address clients are told to connect to (default: the\n"
+            "                           listen address, 127.0.0.1 when listening on all addresses)\n"
+            "  --default-partitions N   partitions of auto-created topics and of CreateTopics\n"
+            "                           requests that ask for the default (default 1)\n"
+            "  --auto-create on|off     create a topic when a client asks for its metadata, as\n"
+            "                           Kafka does (default on)\n"
+            "  --flush MODE             when appended data is made durable (default always):\n"
+            "                             always       a produce with acks=1/all is answered only\n"
+            "                                          after its bytes are fdatasync'ed (group commit:\n"
+            "                                          one sync covers every batch appended meanwhile);\n"
+            "                                          consumers see only durable data\n"
+            "                             interval:MS  sync every MS milliseconds; acks do not wait\n"
+            "                             os           never sync explicitly; the kernel writes back\n"
+            "  --max-request-bytes N    largest request frame accepted (default 104857600); larger\n"
+            "                           ones close the connection\n"
+            "  --message-max-bytes N    default max.message.bytes of topics (default 1048588)\n"
+            "  --log-level LEVEL        debug, info, warn or error (default info)\n"
+            "  -h, --help               this text\n");
+}
+
+static int parse_long(const char *text, long long min, long long max, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || end == text || *end || v < min || v > max) return SL_EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int bad(const char *opt, const char *value, const char *expect)
+{
+    fprintf(stderr, "sluice broker: invalid %s '%s': expected %s\n", opt, value, expect);
+    return 2;
+}
+
+static int parse_broker_opt(int c, const char *arg, sl_broker_config *cfg)
+{
+    long long v;
+    switch (c) {
+    case 'd':
+        if (strlen(arg) >= sizeof cfg->data_dir) return bad("--data", arg, "a shorter path");
+        snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", arg);
+        return 0;
+    case 'l':
+        if (sl_sock_parse_addr(arg, cfg->listen_host, &cfg->listen_port)) return bad("--listen", arg, "HOST:PORT");
+        return 0;
+    case 'a':
+        if (sl_sock_parse_addr(arg, cfg->advertise_host, &cfg->advertise_port) || !cfg->advertise_host[0])
+            return bad("--advertise", arg, "HOST:PORT");
+        return 0;
+    case 'p':
+        if (parse_long(arg, 1, 100000, &v)) return bad("--default-partitions", arg, "a number from 1 to 100000");
+        cfg->default_partitions = (int32_t)v;
+        return 0;
+    case 'c':
+        if (strcmp(arg, "on") && strcmp(arg, "off")) return bad("--auto-create", arg, "on or off");
+        cfg->auto_create = strcmp(arg, "on") == 0;
+        return 0;
+    case 'f':
+        if (sl_broker_parse_flush(arg, &cfg->flush_mode, &cfg->flush_interval_ms))
+            return bad("--flush", arg, "always, os or interval:MS");
+        return 0;
+    case 'r':
+        if (parse_long(arg, 1024, 1LL << 30, &v)) return bad("--max-request-bytes", arg, "1024 to 1073741824");
+        cfg->request_max_bytes = v;
+        return 0;
+    case 'm':
+        if (parse_long(arg, 1, INT32_MAX, &v)) return bad("--message-max-bytes", arg, "1 to 2147483647");
+        cfg->message_max_bytes = (int32_t)v;
+        return 0;
+    case 'L': {
+        static const char *const names[] = {"debug", "info", "warn", "error"};
+        for (int i = 0; i < 4; i++)
+            if (strcmp(arg, names[i]) == 0) {
+                sl_logger_set_level((sl_log_level)i);
+                return 0;
+            }
+        return bad("--log-level", arg, "debug, info, warn or error");
+    }
+    }
+    return 2;
+}
+
+static int cmd_broker(int argc, char **argv, int64_t t_exec_ns)
+{
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, 'd'},          {"listen", required_argument, NULL, 'l'},
+        {"advertise", required_argument, NULL, 'a'},     {"default-partitions", required_argument, NULL, 'p'},
+        {"auto-create", required_argument, NULL, 'c'},   {"flush", required_argument, NULL, 'f'},
+        {"max-request-bytes", required_argument, NULL, 'r'}, {"message-max-bytes", required_argument, NULL, 'm'},
+        {"log-level", required_argument, NULL, 'L'},     {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    sl_broker_config cfg;
+    sl_broker_config_default(&cfg);
+    cfg.t_exec_ns = t_exec_ns;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            usage_broker(stdout);
+            return 0;
+        }
+        if (c == '?') {
+            fprintf(stderr, "see 'sluice broker --help'\n");
+            return 2;
+        }
+        int rc = parse_broker_opt(c, optarg, &cfg);
+        if (rc) return rc;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "sluice broker: unexpected argument '%s'; see 'sluice broker --help'\n", argv[optind]);
+        return 2;
+    }
+    sl_broker *broker;
+    int rc = sl_broker_open(&cfg, &broker);
+    if (rc) {
+        fprintf(stderr, "sluice broker: could not start (%s); see the log lines above\n", sl_strerror(rc));
+        return 1;
+    }
+    rc = sl_broker_run(broker);
+    sl_broker_close(broker);
+    return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t t_exec_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage_main(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("sluice %s\n", SLUICE_VERSION_STRING);
+        return 0;
+    }
+    if (strcmp(argv[1], "broker") == 0) return cmd_broker(argc - 1, argv + 1, t_exec_ns);
+    fprintf(stderr, "sluice: unknown command '%s'; see 'sluice --help'\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,334 @@
+/*
+ * Wire tests of the data path: Metadata auto-create, Produce (acks, CRC,
+ * size and name errors, storage errors through the fault table), Fetch
+ * (exact bytes back, long-poll), ListOffsets, admin requests, restart.
+ */
+#include <time.h>
+#include "wire.h"
+#include "common/fileio.h"
+
+static sl_arena arena;
+
+static void metadata(int fd, const char *topic, int16_t *err, int32_t *nparts)
+{
+    sl_MetadataRequest m;
+    sl_MetadataRequest_init(&m);
+    sl_MetadataRequest_MetadataRequestTopic t;
+    sl_MetadataRequest_MetadataRequestTopic_init(&t);
+    t.Name = (sl_kstr){topic, (int32_t)strlen(topic)};
+    m.Topics.items = &t;
+    m.Topics.count = 1;
+    m.AllowAutoTopicCreation = true;
+    sl_kreader r;
+    uint8_t *resp = wcall(fd, 3, 5, 11, (wenc_fn)sl_MetadataRequest_encode, &m, &r);
+    sl_MetadataResponse mr;
+    SL_CHECK_OK(sl_MetadataResponse_decode(&mr, &r, 5, &arena));
+    SL_CHECK_INT(mr.Brokers.count, 1);
+    SL_CHECK_INT(mr.Topics.count, 1);
+    *err = mr.Topics.items[0].ErrorCode;
+    *nparts = mr.Topics.items[0].Partitions.count;
+    sl_free(resp);
+}
+
+/* Produces one records blob to topic/partition; returns error code and base offset. */
+static int16_t produce(int fd, const char *topic, int32_t part, int16_t acks, uint8_t *records, size_t len,
+                       int64_t *base)
+{
+    sl_ProduceRequest m;
+    sl_ProduceRequest_init(&m);
+    sl_ProduceRequest_TopicProduceData td;
+    sl_ProduceRequest_PartitionProduceData pd;
+    memset(&td, 0, sizeof td);
+    memset(&pd, 0, sizeof pd);
+    pd.Index = part;
+    pd.Records.ptr = records;
+    pd.Records.len = (int32_t)len;
+    td.Name = (sl_kstr){topic, (int32_t)strlen(topic)};
+    td.PartitionData.items = &pd;
+    td.PartitionData.count = 1;
+    m.Acks = acks;
+    m.TimeoutMs = 5000;
+    m.TopicData.items = &td;
+    m.TopicData.count = 1;
+    sl_kreader r;
+    uint8_t *resp = wcall(fd, 0, 7, 21, (wenc_fn)sl_ProduceRequest_encode, &m, &r);
+    sl_ProduceResponse pr;
+    SL_CHECK_OK(sl_ProduceResponse_decode(&pr, &r, 7, &arena));
+    SL_CHECK_INT(pr.Responses.count, 1);
+    SL_CHECK_INT(pr.Responses.items[0].PartitionResponses.count, 1);
+    int16_t err = pr.Responses.items[0].PartitionResponses.items[0].ErrorCode;
+    *base = pr.Responses.items[0].PartitionResponses.items[0].BaseOffset;
+    sl_free(resp);
+    return err;
+}
+
+typedef struct fetched {
+    int16_t err;
+    int64_t hw, log_start;
+    uint8_t *records;
+    int32_t len;
+    uint8_t *frame;
+} fetched;
+
+static void fetch(int fd, const char *topic, int32_t part, int64_t offset, int32_t max_wait, int32_t min_bytes,
+                  fetched *out)
+{
+    sl_FetchRequest m;
+    sl_FetchRequest_init(&m);
+    sl_FetchRequest_FetchTopic ft;
+    sl_FetchRequest_FetchPartition fp;
+    memset(&ft, 0, sizeof ft);
+    memset(&fp, 0, sizeof fp);
+    fp.Partition = part;
+    fp.FetchOffset = offset;
+    fp.PartitionMaxBytes = 1 << 20;
+    fp.CurrentLeaderEpoch = -1;
+    fp.LogStartOffset = -1;
+    ft.Topic = (sl_kstr){topic, (int32_t)strlen(topic)};
+    ft.Partitions.items = &fp;
+    ft.Partitions.count = 1;
+    m.ReplicaId = -1;
+    m.MaxWaitMs = max_wait;
+    m.MinBytes = min_bytes;
+    m.MaxBytes = 50 << 20;
+    m.Topics.items = &ft;
+    m.Topics.count = 1;
+    sl_kreader r;
+    out->frame = wcall(fd, 1, 11, 31, (wenc_fn)sl_FetchRequest_encode, &m, &r);
+    sl_FetchResponse fr;
+    SL_CHECK_OK(sl_FetchResponse_decode(&fr, &r, 11, &arena));
+    SL_CHECK_INT(fr.Responses.count, 1);
+    sl_FetchResponse_PartitionData *pd = &fr.Responses.items[0].Partitions.items[0];
+    out->err = pd->ErrorCode;
+    out->hw = pd->HighWatermark;
+    out->log_start = pd->LogStartOffset;
+    out->records = (uint8_t *)pd->Records.ptr;
+    out->len = pd->Records.len;
+}
+
+SL_TEST(produce_then_fetch_returns_the_same_bytes)
+{
+    sl_arena_init(&arena, 64 << 20);
+    wbroker w;
+    wbroker_config(&w, NULL);
+    wbroker_start(&w);
+    int fd = wconnect(w.port);
+    int16_t err;
+    int32_t np;
+    metadata(fd, "orders", &err, &np);
+    SL_CHECK_INT(err, 0);
+    SL_CHECK_INT(np, 1);
+    uint8_t b1[4096], b2[4096], sent[8192];
+    size_t l1 = wbatch(b1, sizeof b1, 3, 1700000000000), l2 = wbatch(b2, sizeof b2, 5, 1700000001000);
+    memcpy(sent, b1, l1);
+    int64_t base;
+    SL_CHECK_INT(produce(fd, "orders", 0, -1, b1, l1, &base), 0);
+    SL_CHECK_INT(base, 0);
+    SL_CHECK_INT(produce(fd, "orders", 0, 1, b2, l2, &base), 0);
+    SL_CHECK_INT(base, 3);
+    memcpy(sent + l1, b2, l2);
+    sl_put_be64(sent + l1, 3);                      /* the broker assigns base offsets */
+    sl_put_be32(sent + 12, 0), sl_put_be32(sent + l1 + 12, 0); /* and the leader epoch */
+    fetched f;
+    fetch(fd, "orders", 0, 0, 0, 1, &f);
+    SL_CHECK_INT(f.err, 0);
+    SL_CHECK_INT(f.hw, 8);
+    SL_CHECK_INT(f.log_start, 0);
+    SL_CHECK_INT(f.len, (int32_t)(l1 + l2));
+    SL_CHECK_MEM(f.records, sent, l1 + l2);
+    sl_free(f.frame);
+    /* An offset inside the second batch returns that whole batch. */
+    fetch(fd, "orders", 0, 5, 0, 1, &f);
+    SL_CHECK_INT(f.len, (int32_t)l2);
+    SL_CHECK_MEM(f.records, sent + l1, l2);
+    sl_free(f.frame);
+    /* At the high watermark: empty; past it: OFFSET_OUT_OF_RANGE. */
+    fetch(fd, "orders", 0, 8, 0, 1, &f);
+    SL_CHECK_INT(f.err, 0);
+    SL_CHECK_INT(f.len, 0);
+    sl_free(f.frame);
+    fetch(fd, "orders", 0, 9, 0, 1, &f);
+    SL_CHECK_INT(f.err, SL_KERR_OFFSET_OUT_OF_RANGE);
+    sl_free(f.frame);
+    close(fd);
+    wbroker_stop(&w);
+    /* Restart: the data is still there, byte for byte. */
+    wbroker_start(&w);
+    fd = wconnect(w.port);
+    fetch(fd, "orders", 0, 0, 0, 1, &f);
+    SL_CHECK_INT(f.hw, 8);
+    SL_CHECK_MEM(f.records, sent, l1 + l2);
+    sl_free(f.frame);
+    close(fd);
+    wbroker_stop(&w);
+}
+
+SL_TEST(produce_errors)
+{
+    sl_arena_init(&arena, 64 << 20);
+    wbroker w;
+    wbroker_config(&w, NULL);
+    w.cfg.message_max_bytes = 200;
+    wbroker_start(&w);
+    int fd = wconnect(w.port);
+    int16_t err;
+    int32_t np;
+    metadata(fd, "t", &err, &np);
+    SL_CHECK_INT(err, 0);
+    metadata(fd, "bad/name", &err, &np);
+    SL_CHECK_INT(err, SL_KERR_INVALID_TOPIC_EXCEPTION);
+    uint8_t b[4096];
+    size_t l = wbatch(b, sizeof b, 2, 1);
+    int64_t base;
+    b[l - 1] ^= 1; /* a flipped bit in the last record */
+    SL_CHECK_INT(produce(fd, "t", 0, -1, b, l, &base), SL_KERR_CORRUPT_MESSAGE);
+    SL_CHECK_INT(base, -1);
+    l = wbatch(b, sizeof b, 10, 1); /* > 200 bytes */
+    SL_CHECK(l > 200);
+    SL_CHECK_INT(produce(fd, "t", 0, -1, b, l, &base), SL_KERR_MESSAGE_TOO_LARGE);
+    l = wbatch(b, sizeof b, 1, 1);
+    SL_CHECK_INT(produce(fd, "nosuch", 0, -1, b, l, &base), SL_KERR_UNKNOWN_TOPIC_OR_PARTITION);
+    SL_CHECK_INT(produce(fd, "t", 5, -1, b, l, &base), SL_KERR_UNKNOWN_TOPIC_OR_PARTITION);
+    SL_CHECK_INT(produce(fd, "t", 0, 2, b, l, &base), SL_KERR_INVALID_REQUIRED_ACKS);
+    b[16] = 1; /* magic 1 */
+    SL_CHECK(produce(fd, "t", 0, -1, b, l, &base) != 0);
+    /* Nothing of that reached the log. */
+    fetched f;
+    fetch(fd, "t", 0, 0, 0, 1, &f);
+    SL_CHECK_INT(f.hw, 0);
+    sl_free(f.frame);
+    close(fd);
+    wbroker_stop(&w);
+}
+
+SL_TEST(acks_zero_gets_no_response)
+{
+    sl_arena_init(&arena, 64 << 20);
+    wbroker w;
+    wbroker_config(&w, NULL);
+    wbroker_start(&w);
+    int fd = wconnect(w.port);
+    int16_t err;
+    int32_t np;
+    metadata(fd, "z", &err, &np);
+    uint8_t b[4096];
+    size_t l = wbatch(b, sizeof b, 2, 1);
+    sl_ProduceRequest m;
+    sl_ProduceRequest_init(&m);
+    sl_ProduceRequest_TopicProduceData td = {0};
+    sl_ProduceRequest_PartitionProduceData pd = {0};
+    pd.Records.ptr = b;
+    pd.Records.len = (int32_t)l;
+    td.Name = (sl_kstr){"z", 1};
+    td.PartitionData.items = &pd;
+    td.PartitionData.count = 1;
+    m.Acks = 0;
+    m.TopicData.items = &td;
+    m.TopicData.count = 1;
+    sl_buf req;
+    wrequest(&req, 0, 7, 77, (wenc_fn)sl_ProduceRequest_encode, &m);
+    wsend(fd, req.data, req.len);
+    sl_buf_deinit(&req);
+    /* The next response on the connection is the Fetch's, not the Produce's. */
+    fetched f;
+    fetch(fd, "z", 0, 0, 1000, 1, &f);
+    SL_CHECK_INT(f.err, 0);
+    SL_CHECK_INT(f.hw, 2);
+    sl_free(f.frame);
+    close(fd);
+    wbroker_stop(&w);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+typedef struct late_produce {
+    int port;
+    int delay_ms;
+} late_produce;
+
+static void *produce_later(void *arg)
+{
+    late_produce *lp = arg;
+    usleep((useconds_t)lp->delay_ms * 1000);
+    int fd = wconnect(lp->port);
+    uint8_t b[4096];
+    size_t l = wbatch(b, sizeof b, 1, 1);
+    int64_t base;
+    SL_CHECK_INT(produce(fd, "lp", 0, -1, b, l, &base), 0);
+    close(fd);
+    return NULL;
+}
+
+SL_TEST(fetch_long_polls_until_data_or_timeout)
+{
+    sl_arena_init(&arena, 64 << 20);
+    wbroker w;
+    wbroker_config(&w, NULL);
+    wbroker_start(&w);
+    int fd = wconnect(w.port);
+    int16_t err;
+    int32_t np;
+    metadata(fd, "lp", &err, &np);
+    fetched f;
+    int64_t t0 = now_ms();
+    fetch(fd, "lp", 0, 0, 300, 1, &f);
+    int64_t waited = now_ms() - t0;
+    SL_CHECK_INT(f.len, 0);
+    SL_CHECK(waited >= 280 && waited < 3000);
+    sl_free(f.frame);
+    /* Data arriving during the wait answers it early. */
+    late_produce lp = {w.port, 200};
+    pthread_t th;
+    pthread_create(&th, NULL, produce_later, &lp);
+    t0 = now_ms();
+    fetch(fd, "lp", 0, 0, 10000, 1, &f);
+    waited = now_ms() - t0;
+    pthread_join(th, NULL);
+    SL_CHECK(f.len > 0);
+    SL_CHECK(waited < 5000);
+    sl_free(f.frame);
+    close(fd);
+    wbroker_stop(&w);
+}
+
+SL_TEST(failing_fsync_is_a_storage_error_and_loses_nothing_acked)
+{
+    sl_arena_init(&arena, 64 << 20);
+    sl_fileio_fault_cfg fc = {.fail_write_nth = 0, .fail_sync_nth = 0, .enospc_after = -1};
+    sl_fileio *io = sl_fileio_fault_new(&fc);
+    wbroker w;
+    wbroker_config(&w, NULL);
+    w.cfg.io = io;
+    wbroker_start(&w);
+    int fd = wconnect(w.port);
+    int16_t err;
+    int32_t np;
+    metadata(fd, "f", &err, &np);
+    uint8_t b[4096], acked[4096];
+    size_t l = wbatch(b, sizeof b, 3, 1), acked_len = l;
+    memcpy(acked, b, l);
+    int64_t base;
+    SL_CHECK_INT(produce(fd, "f", 0, -1, b, l, &base), 0);
+    /* The next sync fails. */
+    fc.fail_sync_nth = sl_fileio_fault_syncs(io) + 1;
+    sl_fileio_fault_set(io, &fc);
+    l = wbatch(b, sizeof b, 2, 1);
+    SL_CHECK_INT(produce(fd, "f", 0, -1, b, l, &base), SL_KERR_KAFKA_STORAGE_ERROR);
+    fetched f;
+    fetch(fd, "f", 0, 0, 0, 1, &f);
+    SL_CHECK_INT(f.hw, 3);
+    SL_CHECK_INT(f.len, (int32_t)acked_len);
+    SL_CHECK_MEM(f.records + 61, acked + 61, acked_len - 61); /* the records, byte for byte */
+    sl_free(f.frame);
+    /* Only that one sync failed: appends work again and continue at offset 3. */
+    SL_CHECK_INT(produce(fd, "f", 0, -1, b, l, &base), 0);
+    SL_CHECK_INT(base, 3);
+    close(fd);
+    wbroker_stop(&w);
+    sl_fileio_fault_free(io);
+}
