@@ -21,7 +21,9 @@ usage() {
 [ $# -eq 1 ] || usage
 profile=$1
 
-build_pkgs=(build-essential cmake pkg-config clang librdkafka-dev zlib1g-dev python3)
+# zlib, snappy, lz4, zstd: the broker decompresses batches to answer ListOffsets by timestamp.
+build_pkgs=(build-essential cmake pkg-config clang librdkafka-dev zlib1g-dev libsnappy-dev liblz4-dev
+  libzstd-dev python3)
 # python3-snappy/-lz4/-zstandard let kafka-python use those codecs too.
 test_pkgs=(kcat python3-kafka python3-confluent-kafka python3-snappy python3-lz4 python3-zstandard
   nodejs npm)

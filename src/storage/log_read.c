@@ -18,6 +18,7 @@
  */
 #include <string.h>
 #include "storage/log_int.h"
+#include "storage/decompress.h"
 #include "common/log.h"
 #include "common/alloc.h"
 
@@ -172,34 +173,48 @@ void sl_log_slice_release(void *ref)
     if (ref) sl__segment_unref((sl__segment *)ref);
 }
 
-/* The first record of the batch at pos with a timestamp >= ts (Kafka's answer). */
-static int record_for_time(sl_log *log, sl__segment *seg, int64_t pos, const uint8_t *hdr, int64_t ts,
-                           int64_t *offset_out, int64_t *ts_out)
+/* The first record of an uncompressed batch with a timestamp >= ts; keeps *offset_out otherwise. */
+static void scan_records(const uint8_t *batch, size_t size, int64_t ts, int64_t *offset_out, int64_t *ts_out)
 {
-    int64_t base = (int64_t)sl_be64(hdr), size = sl_batch_size(hdr);
-    int64_t base_ts = (int64_t)sl_be64(hdr + SL_BATCH_OFF_BASE_TIMESTAMP);
-    uint16_t attrs = sl_be16(hdr + SL_BATCH_OFF_ATTRIBUTES);
-    *offset_out = base;
-    *ts_out = (int64_t)sl_be64(hdr + SL_BATCH_OFF_MAX_TIMESTAMP);
-    if ((attrs & (SL_BATCH_ATTR_COMPRESSION_MASK | SL_BATCH_ATTR_LOG_APPEND_TIME)) || size > TIME_SCAN_BATCH_MAX)
-        return 0;
-    uint8_t *batch = sl_malloc((size_t)size);
-    int rc = 0;
-    if (log->io->pread(log->io, seg->fd, batch, (size_t)size, pos) != (ssize_t)size) {
-        rc = corrupt(log, seg, pos);
-        goto out;
-    }
+    int64_t base = (int64_t)sl_be64(batch), base_ts = (int64_t)sl_be64(batch + SL_BATCH_OFF_BASE_TIMESTAMP);
     sl_batch_iter it;
     sl_record rec;
-    if (sl_batch_iter_init(&it, batch, (size_t)size) != 0) goto out;
+    if (sl_batch_iter_init(&it, batch, size) != 0) return;
     while (sl_batch_iter_next(&it, &rec) == 1) {
         if (base_ts + rec.timestamp_delta >= ts) {
             *offset_out = base + rec.offset_delta;
             *ts_out = base_ts + rec.timestamp_delta;
-            break;
+            return;
         }
     }
-out:
+}
+
+/*
+ * The first record of the batch at pos with a timestamp >= ts: Kafka's
+ * answer, which for a compressed batch means decompressing it (the only
+ * read that does; batches are otherwise stored and served as sent).
+ * LogAppendTime batches and oversized ones answer with the batch's base
+ * offset and MaxTimestamp.
+ */
+static int record_for_time(sl_log *log, sl__segment *seg, int64_t pos, const uint8_t *hdr, int64_t ts,
+                           int64_t *offset_out, int64_t *ts_out)
+{
+    int64_t size = sl_batch_size(hdr);
+    uint16_t attrs = sl_be16(hdr + SL_BATCH_OFF_ATTRIBUTES);
+    *offset_out = (int64_t)sl_be64(hdr);
+    *ts_out = (int64_t)sl_be64(hdr + SL_BATCH_OFF_MAX_TIMESTAMP);
+    if ((attrs & SL_BATCH_ATTR_LOG_APPEND_TIME) || size > TIME_SCAN_BATCH_MAX) return 0;
+    uint8_t *batch = sl_malloc((size_t)size), *plain = NULL;
+    size_t plain_len = 0;
+    int rc = 0;
+    if (log->io->pread(log->io, seg->fd, batch, (size_t)size, pos) != (ssize_t)size) {
+        rc = corrupt(log, seg, pos);
+    } else if (!(attrs & SL_BATCH_ATTR_COMPRESSION_MASK)) {
+        scan_records(batch, (size_t)size, ts, offset_out, ts_out);
+    } else if (sl_batch_decompress(batch, (size_t)size, TIME_SCAN_BATCH_MAX, &plain, &plain_len) == 0) {
+        scan_records(plain, plain_len, ts, offset_out, ts_out);
+        sl_free(plain);
+    }
     sl_free(batch);
     return rc;
 }

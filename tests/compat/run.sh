@@ -98,6 +98,12 @@ for _ in $(seq 1 100); do
 done
 if [ -z "$port" ]; then
   failed=1
+  if ! kill -0 "$broker_pid" 2>/dev/null; then
+    wait "$broker_pid"
+    brc=$?
+    broker_pid=
+    die "broker exited with status $brc before logging 'listening on 127.0.0.1:PORT'"
+  fi
   die "broker did not log 'listening on 127.0.0.1:PORT' within 10 s"
 fi
 export SLUICE_BOOTSTRAP=127.0.0.1:$port
