@@ -79,7 +79,7 @@ def check_create(admin):
             check(p.leader == node.id and p.replicas == [node.id] and p.isrs == [node.id],
                   f"{TOPIC}[{p.id}] leader {p.leader} replicas {p.replicas} isrs {p.isrs}")
     check("bad topic!" not in md.topics, "list_topics has 'bad topic!'")
-    print("ok: create_topics, list_topics")
+    print("checked: create_topics, list_topics")
 
 
 class RefusalCounter(logging.Handler):
@@ -129,7 +129,7 @@ def produce_all():
             if check(msg.partition() == p and msg.offset() == want,
                      f"codec {codec} seq {seq}: at [{msg.partition()}]@{msg.offset()}, want [{p}]@{want}"):
                 acked[p].append((want, codec, seq))
-        print(f"ok: produced {PER_CODEC} messages with compression {codec}")
+        print(f"checked: produced {PER_CODEC} messages with compression {codec}")
     return acked
 
 
@@ -166,7 +166,7 @@ def consume_all(acked):
         lo, hi = consumer.get_watermark_offsets(ck.TopicPartition(TOPIC, p), timeout=TIMEOUT_S)
         check((lo, hi) == (0, len(acked[p])), f"[{p}] watermarks {lo},{hi}, want 0,{len(acked[p])}")
     consumer.close()
-    print(f"ok: consumed and compared {sum(len(v) for v in acked.values())} messages, watermarks")
+    print(f"checked: consumed and compared {sum(len(v) for v in acked.values())} messages, watermarks")
 
 
 def check_times():
@@ -188,7 +188,7 @@ def check_times():
         check(r.error is None and r.offset == want,
               f"offsets_for_times lz4 batch base{delta:+}: {r.offset} {r.error}, want {want}")
     consumer.close()
-    print("ok: offsets_for_times")
+    print("checked: offsets_for_times")
 
 
 def check_admin(admin):
@@ -215,7 +215,7 @@ def check_admin(admin):
     admin_result("delete", admin.delete_topics([t], operation_timeout=TIMEOUT_S), None)
     check(t not in admin.list_topics(timeout=TIMEOUT_S).topics, f"{t} listed after delete")
     admin_result("delete again", admin.delete_topics([t]), ck.KafkaError.UNKNOWN_TOPIC_OR_PART)
-    print("ok: describe_configs, create_partitions, delete_topics")
+    print("checked: describe_configs, create_partitions, delete_topics")
 
 
 def step(name, fn, *args):

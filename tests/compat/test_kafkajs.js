@@ -59,7 +59,7 @@ async function checkCreate (admin) {
       p.replicas[0] === p.leader && p.isr.length === 1 && p.isr[0] === p.leader,
     `metadata partition ${JSON.stringify(p)}`)
   }
-  console.log('ok: createTopics, fetchTopicMetadata')
+  console.log('checked: createTopics, fetchTopicMetadata')
 }
 
 // Sends 3 rounds per codec; returns the expected kcat lines per partition.
@@ -84,7 +84,7 @@ async function produceAll (producer) {
       }
     }
   }
-  console.log('ok: producer.send none and gzip, baseOffsets')
+  console.log('checked: producer.send none and gzip, baseOffsets')
   return want
 }
 
@@ -102,7 +102,7 @@ function checkContent (want) {
     check(JSON.stringify(got) === JSON.stringify(want[p]),
       `partition ${p} read back by kcat differs:\n got  ${got.slice(0, 3).join('\n      ')}\n want ${want[p].slice(0, 3).join('\n      ')}`)
   }
-  console.log('ok: content read back with kcat')
+  console.log('checked: content read back with kcat')
 }
 
 async function checkOffsets (admin, producer, want) {
@@ -121,7 +121,7 @@ async function checkOffsets (admin, producer, want) {
     const r = await admin.fetchTopicOffsetsByTimestamp(t, base + delta)
     check(r.length === 1 && r[0].offset === wantOff, `fetchTopicOffsetsByTimestamp base+${delta}: ${JSON.stringify(r)}, want ${wantOff}`)
   }
-  console.log('ok: fetchTopicOffsets, fetchTopicOffsetsByTimestamp')
+  console.log('checked: fetchTopicOffsets, fetchTopicOffsetsByTimestamp')
 }
 
 async function checkAdmin (admin) {
@@ -150,7 +150,7 @@ async function checkAdmin (admin) {
   await expectReject('createPartitions shrink', admin.createPartitions({ topicPartitions: [{ topic: t, count: 1 }] }))
   await admin.deleteTopics({ topics: [t] })
   check(!(await admin.listTopics()).includes(t), `${t} still listed after deleteTopics`)
-  console.log('ok: describeConfigs, createPartitions, deleteTopics, listTopics')
+  console.log('checked: describeConfigs, createPartitions, deleteTopics, listTopics')
 }
 
 async function main () {

@@ -102,7 +102,7 @@ def produce_all():
                      f"codec={codec} seq={seq}: acked at [{md.partition}]@{md.offset}, want [{p}]@{want}"):
                 acked[p].append((md.offset, codec, seq))
         producer.close(timeout=10)
-        print(f"ok: produced {PER_CODEC} messages with compression {codec or 'none'}")
+        print(f"checked: produced {PER_CODEC} messages with compression {codec or 'none'}")
     return acked
 
 
@@ -134,7 +134,7 @@ def consume_all(acked):
         check(ends[tp] == len(acked[tp.partition]), f"end offset {tp}: {ends[tp]}")
         check(begins[tp] == 0, f"beginning offset {tp}: {begins[tp]}")
     consumer.close()
-    print(f"ok: consumed and compared {want_total} records")
+    print(f"checked: consumed and compared {want_total} records")
 
 
 def check_times():
@@ -157,7 +157,7 @@ def check_times():
             got = res.offset if res else None
             check(got == want, f"{topic}: offsets_for_times base{delta:+}: {got}, want {want}")
         consumer.close()
-    print("ok: offsets_for_times")
+    print("checked: offsets_for_times")
 
 
 def config_map(resp):
@@ -190,7 +190,7 @@ def check_admin_rest(admin):
     check(t not in admin.list_topics(), f"{t} still listed after delete")
     admin_call(f"delete missing {t}", errors.UnknownTopicOrPartitionError, admin.delete_topics,
                [t], timeout_ms=15000)
-    print("ok: describe_configs, create_partitions, delete_topics")
+    print("checked: describe_configs, create_partitions, delete_topics")
 
 
 def step(name, fn, *args):
