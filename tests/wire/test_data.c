@@ -332,3 +332,51 @@ SL_TEST(failing_fsync_is_a_storage_error_and_loses_nothing_acked)
     wbroker_stop(&w);
     sl_fileio_fault_free(io);
 }
+
+SL_TEST(request_behind_a_parked_fetch_is_answered_after_it)
+{
+    sl_arena_init(&arena, 64 << 20);
+    wbroker w;
+    wbroker_config(&w, NULL);
+    wbroker_start(&w);
+    int fd = wconnect(w.port);
+    int16_t err;
+    int32_t np;
+    metadata(fd, "pf", &err, &np);
+    /* A Fetch at the high watermark parks for 300 ms ... */
+    sl_FetchRequest m;
+    sl_FetchRequest_init(&m);
+    sl_FetchRequest_FetchTopic ft = {0};
+    sl_FetchRequest_FetchPartition fp = {0};
+    fp.PartitionMaxBytes = 1 << 20;
+    fp.CurrentLeaderEpoch = -1;
+    fp.LogStartOffset = -1;
+    ft.Topic = (sl_kstr){"pf", 2};
+    ft.Partitions.items = &fp;
+    ft.Partitions.count = 1;
+    m.ReplicaId = -1;
+    m.MaxWaitMs = 300;
+    m.MinBytes = 1;
+    m.MaxBytes = 1 << 20;
+    m.Topics.items = &ft;
+    m.Topics.count = 1;
+    sl_buf req;
+    wrequest(&req, 1, 11, 501, (wenc_fn)sl_FetchRequest_encode, &m);
+    wsend(fd, req.data, req.len);
+    sl_buf_deinit(&req);
+    usleep(50000);
+    /* ... and an ApiVersions sent behind it must be answered once the Fetch is. */
+    static const uint8_t av[] = {0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 1, 246, 0xff, 0xff};
+    wsend(fd, av, sizeof av);
+    size_t len;
+    uint8_t *resp = wrecv_frame(fd, &len, 5000);
+    SL_CHECK(resp);
+    SL_CHECK_INT((int32_t)sl_be32(resp), 501);
+    sl_free(resp);
+    resp = wrecv_frame(fd, &len, 5000);
+    SL_CHECK(resp);
+    SL_CHECK_INT((int32_t)sl_be32(resp), 502);
+    sl_free(resp);
+    close(fd);
+    wbroker_stop(&w);
+}
