@@ -380,3 +380,104 @@ SL_TEST(request_behind_a_parked_fetch_is_answered_after_it)
     close(fd);
     wbroker_stop(&w);
 }
+
+SL_TEST(full_disk_is_a_storage_error_and_recovers)
+{
+    sl_arena_init(&arena, 64 << 20);
+    sl_fileio_fault_cfg fc = {.enospc_after = -1};
+    sl_fileio *io = sl_fileio_fault_new(&fc);
+    wbroker w;
+    wbroker_config(&w, NULL);
+    w.cfg.io = io;
+    wbroker_start(&w);
+    int fd = wconnect(w.port);
+    int16_t err;
+    int32_t np;
+    metadata(fd, "full", &err, &np);
+    uint8_t b[4096];
+    size_t l = wbatch(b, sizeof b, 4, 1);
+    int64_t base;
+    SL_CHECK_INT(produce(fd, "full", 0, -1, b, l, &base), 0);
+    /* The disk fills up: no byte more can be written. */
+    fc.enospc_after = 0;
+    sl_fileio_fault_set(io, &fc);
+    int failures = 0;
+    for (int i = 0; i < 3; i++) {
+        l = wbatch(b, sizeof b, 4, 1);
+        int16_t e = produce(fd, "full", 0, -1, b, l, &base);
+        SL_CHECK(e == 0 || e == SL_KERR_KAFKA_STORAGE_ERROR);
+        failures += e != 0;
+    }
+    SL_CHECK(failures >= 1);
+    fetched f;
+    fetch(fd, "full", 0, 0, 0, 1, &f);
+    SL_CHECK_INT(f.err, 0);
+    SL_CHECK(f.hw >= 4); /* the acknowledged batch is still there */
+    int64_t hw_full = f.hw;
+    sl_free(f.frame);
+    /* Space again: appends continue right after what was acknowledged. */
+    fc.enospc_after = -1;
+    sl_fileio_fault_set(io, &fc);
+    l = wbatch(b, sizeof b, 4, 1);
+    SL_CHECK_INT(produce(fd, "full", 0, -1, b, l, &base), 0);
+    SL_CHECK_INT(base, hw_full);
+    close(fd);
+    wbroker_stop(&w);
+    sl_fileio_fault_free(io);
+}
+
+SL_TEST(a_slow_reader_does_not_stall_other_clients)
+{
+    sl_arena_init(&arena, 64 << 20);
+    wbroker w;
+    wbroker_config(&w, NULL);
+    wbroker_start(&w);
+    int fd = wconnect(w.port);
+    int16_t err;
+    int32_t np;
+    metadata(fd, "big", &err, &np);
+    /* ~360 KiB of data in 200 batches of 60 records. */
+    static uint8_t big[70000];
+    for (int i = 0; i < 200; i++) {
+        size_t l = wbatch(big, sizeof big, 60, 1);
+        int64_t base;
+        SL_CHECK_INT(produce(fd, "big", 0, -1, big, l, &base), 0);
+    }
+    /* The slow client asks for all of it 30 times (~10 MiB, far past the socket buffers) and reads nothing. */
+    int slow = wconnect(w.port);
+    int rcvbuf = 4096;
+    setsockopt(slow, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    sl_FetchRequest m;
+    sl_FetchRequest_init(&m);
+    sl_FetchRequest_FetchTopic ft = {0};
+    sl_FetchRequest_FetchPartition fp = {0};
+    fp.PartitionMaxBytes = 8 << 20;
+    fp.CurrentLeaderEpoch = -1;
+    fp.LogStartOffset = -1;
+    ft.Topic = (sl_kstr){"big", 3};
+    ft.Partitions.items = &fp;
+    ft.Partitions.count = 1;
+    m.ReplicaId = -1;
+    m.MaxBytes = 8 << 20;
+    m.Topics.items = &ft;
+    m.Topics.count = 1;
+    for (int i = 0; i < 30; i++) {
+        sl_buf req;
+        wrequest(&req, 1, 11, 900 + i, (wenc_fn)sl_FetchRequest_encode, &m);
+        wsend(slow, req.data, req.len);
+        sl_buf_deinit(&req);
+    }
+    /* Others are served promptly meanwhile. */
+    int64_t t0 = now_ms();
+    for (int i = 0; i < 20; i++) {
+        fetched f;
+        fetch(fd, "big", 0, 0, 0, 1, &f);
+        SL_CHECK_INT(f.err, 0);
+        SL_CHECK(f.len > 0);
+        sl_free(f.frame);
+    }
+    SL_CHECK(now_ms() - t0 < 5000);
+    close(slow);
+    close(fd);
+    wbroker_stop(&w);
+}
