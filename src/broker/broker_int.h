@@ -19,6 +19,7 @@
 #include "common/buf.h"
 #include "kafka/wire.h"
 #include "kafka/header.h"
+#include "kafka/api.h"
 #include "kafka/gen_messages.h"
 #include "kafka/gen_errors.h"
 #include "net/loop.h"
@@ -160,10 +161,11 @@ void sl__conn_close(sl_conn *conn, const char *why);
 void sl__conn_stop_reading(sl_conn *conn);
 /* Called when a waiting request became DONE: sends what is now in order. */
 void sl__conn_pump(sl_conn *conn);
-/* Encodes header + body via `encode` into req->out and marks it DONE. */
-typedef int (*sl_encode_fn)(const void *msg, sl_kwriter *w, int16_t version);
-int sl__request_respond(sl_request *req, sl_encode_fn encode, const void *msg);
-void sl__request_respond_and_pump(sl_request *req, sl_encode_fn encode, const void *msg);
+/* Decodes the request body into msg (the generated struct of the request's api key). */
+int sl__request_decode(sl_request *req, void *msg);
+/* Encodes header + msg (the response struct of the request's api key) into req->out; marks it DONE. */
+int sl__request_respond(sl_request *req, const void *msg);
+void sl__request_respond_and_pump(sl_request *req, const void *msg);
 
 /* ---- topics.c ---- */
 int sl__topics_load(struct sl_broker *broker);

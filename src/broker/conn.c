@@ -339,16 +339,28 @@ void sl__conn_close(sl_conn *conn, const char *why)
     sl__conn_pump(conn);
 }
 
-int sl__request_respond(sl_request *req, sl_encode_fn encode, const void *msg)
+int sl__request_decode(sl_request *req, void *msg)
+{
+    const sl_kafka_api_info *api = sl_kafka_api_find(req->hdr.RequestApiKey);
+    SL_ASSERT(api && req->hdr.RequestApiVersion >= api->min && req->hdr.RequestApiVersion <= api->max);
+    sl_kreader r;
+    sl_kreader_init(&r, req->body, req->body_len);
+    int rc = api->request->decode(msg, &r, req->hdr.RequestApiVersion, &req->arena);
+    return rc ? rc : r.err ? r.err : 0;
+}
+
+int sl__request_respond(sl_request *req, const void *msg)
 {
     int16_t key = req->hdr.RequestApiKey, version = req->hdr.RequestApiVersion;
+    const sl_kafka_api_info *api = sl_kafka_api_find(key);
+    SL_ASSERT(api != NULL);
     sl_kwriter w;
     sl_buf_reset(&req->out);
     sl_kwriter_init(&w, &req->out, req->splices, req->splices ? req->splices_max : 0);
     uint8_t zero[4] = {0};
     sl_buf_append(&req->out, zero, 4);
     sl_kafka_response_header_encode(&w, key, version, req->hdr.CorrelationId);
-    int rc = encode(msg, &w, version);
+    int rc = api->response->encode(msg, &w, version);
     if (rc == 0) rc = w.err;
     if (rc) {
         SL_ERROR("broker", "cannot encode response to api %d v%d: %s", key, version, sl_strerror(rc));
@@ -361,9 +373,9 @@ int sl__request_respond(sl_request *req, sl_encode_fn encode, const void *msg)
     return 0;
 }
 
-void sl__request_respond_and_pump(sl_request *req, sl_encode_fn encode, const void *msg)
+void sl__request_respond_and_pump(sl_request *req, const void *msg)
 {
-    if (sl__request_respond(req, encode, msg) != 0) {
+    if (sl__request_respond(req, msg) != 0) {
         sl__conn_close(req->conn, "response too large to encode");
         return;
     }

@@ -51,7 +51,7 @@ static int unsupported_api_versions(sl_request *req)
     resp.ApiKeys.items = &key;
     resp.ApiKeys.count = 1;
     req->hdr.RequestApiVersion = 0; /* encode as v0, header v0 */
-    return sl__request_respond(req, (sl_encode_fn)sl_ApiVersionsResponse_encode, &resp);
+    return sl__request_respond(req, &resp);
 }
 
 int sl__dispatch(sl_broker *broker, sl_request *req)

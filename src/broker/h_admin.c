@@ -62,9 +62,7 @@ static int16_t create_one(sl_broker *broker, const sl_CreateTopicsRequest_Creata
 int sl__handle_create_topics(sl_broker *broker, sl_request *req)
 {
     sl_CreateTopicsRequest m;
-    sl_kreader r;
-    sl_kreader_init(&r, req->body, req->body_len);
-    if (sl_CreateTopicsRequest_decode(&m, &r, req->hdr.RequestApiVersion, &req->arena) || r.err) return SL_EINVAL;
+    if (sl__request_decode(req, &m)) return SL_EINVAL;
     sl_CreateTopicsResponse resp;
     sl_CreateTopicsResponse_init(&resp);
     int32_t n = SL_MAX(m.Topics.count, 0);
@@ -77,15 +75,13 @@ int sl__handle_create_topics(sl_broker *broker, sl_request *req)
         out->ErrorCode = create_one(broker, &m.Topics.items[i], m.validateOnly, msg);
         out->ErrorMessage = arena_msg(req, msg);
     }
-    return sl__request_respond(req, (sl_encode_fn)sl_CreateTopicsResponse_encode, &resp);
+    return sl__request_respond(req, &resp);
 }
 
 int sl__handle_delete_topics(sl_broker *broker, sl_request *req)
 {
     sl_DeleteTopicsRequest m;
-    sl_kreader r;
-    sl_kreader_init(&r, req->body, req->body_len);
-    if (sl_DeleteTopicsRequest_decode(&m, &r, req->hdr.RequestApiVersion, &req->arena) || r.err) return SL_EINVAL;
+    if (sl__request_decode(req, &m)) return SL_EINVAL;
     sl_DeleteTopicsResponse resp;
     sl_DeleteTopicsResponse_init(&resp);
     int32_t n = SL_MAX(m.TopicNames.count, 0);
@@ -98,16 +94,13 @@ int sl__handle_delete_topics(sl_broker *broker, sl_request *req)
         sl_topic *t = sl__topic_find(broker, name.ptr, (size_t)SL_MAX(name.len, 0));
         out->ErrorCode = t ? sl__topic_delete(broker, t) : SL_KERR_UNKNOWN_TOPIC_OR_PARTITION;
     }
-    return sl__request_respond(req, (sl_encode_fn)sl_DeleteTopicsResponse_encode, &resp);
+    return sl__request_respond(req, &resp);
 }
 
 int sl__handle_create_partitions(sl_broker *broker, sl_request *req)
 {
     sl_CreatePartitionsRequest m;
-    sl_kreader r;
-    sl_kreader_init(&r, req->body, req->body_len);
-    if (sl_CreatePartitionsRequest_decode(&m, &r, req->hdr.RequestApiVersion, &req->arena) || r.err)
-        return SL_EINVAL;
+    if (sl__request_decode(req, &m)) return SL_EINVAL;
     sl_CreatePartitionsResponse resp;
     sl_CreatePartitionsResponse_init(&resp);
     int32_t n = SL_MAX(m.Topics.count, 0);
@@ -127,7 +120,7 @@ int sl__handle_create_partitions(sl_broker *broker, sl_request *req)
         }
         out->ErrorMessage = arena_msg(req, msg);
     }
-    return sl__request_respond(req, (sl_encode_fn)sl_CreatePartitionsResponse_encode, &resp);
+    return sl__request_respond(req, &resp);
 }
 
 static bool wanted(const sl_DescribeConfigsRequest_DescribeConfigsResource *res, const char *name)
@@ -185,10 +178,7 @@ static int describe_one(sl_broker *broker, sl_request *req, const sl_DescribeCon
 int sl__handle_describe_configs(sl_broker *broker, sl_request *req)
 {
     sl_DescribeConfigsRequest m;
-    sl_kreader r;
-    sl_kreader_init(&r, req->body, req->body_len);
-    if (sl_DescribeConfigsRequest_decode(&m, &r, req->hdr.RequestApiVersion, &req->arena) || r.err)
-        return SL_EINVAL;
+    if (sl__request_decode(req, &m)) return SL_EINVAL;
     sl_DescribeConfigsResponse resp;
     sl_DescribeConfigsResponse_init(&resp);
     int32_t n = SL_MAX(m.Resources.count, 0);
@@ -196,5 +186,5 @@ int sl__handle_describe_configs(sl_broker *broker, sl_request *req)
     resp.Results.count = n;
     for (int32_t i = 0; i < n; i++)
         if (describe_one(broker, req, &m.Resources.items[i], &resp.Results.items[i])) return SL_ENOMEM;
-    return sl__request_respond(req, (sl_encode_fn)sl_DescribeConfigsResponse_encode, &resp);
+    return sl__request_respond(req, &resp);
 }

@@ -161,7 +161,7 @@ static int try_answer(sl_broker *broker, sl_request *req, bool final)
     }
     unpark(broker, req);
     req->hstate = NULL;
-    rc = sl__request_respond(req, (sl_encode_fn)sl_FetchResponse_encode, &ev.resp);
+    rc = sl__request_respond(req, &ev.resp);
     if (rc) {
         release_slices(&ev);
         return rc;
@@ -225,9 +225,7 @@ int sl__handle_fetch(sl_broker *broker, sl_request *req)
 {
     sl_fetch_state *st = sl_arena_alloc(&req->arena, sizeof *st);
     if (!st) return SL_ENOMEM;
-    sl_kreader r;
-    sl_kreader_init(&r, req->body, req->body_len);
-    if (sl_FetchRequest_decode(&st->m, &r, req->hdr.RequestApiVersion, &req->arena) || r.err) return SL_EINVAL;
+    if (sl__request_decode(req, &st->m)) return SL_EINVAL;
     int n = 0;
     for (int32_t i = 0; i < st->m.Topics.count; i++) n += SL_MAX(st->m.Topics.items[i].Partitions.count, 0);
     req->splices = sl_arena_alloc(&req->arena, sizeof *req->splices * (size_t)(n + 1));

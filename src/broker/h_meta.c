@@ -27,15 +27,13 @@ int sl__handle_api_versions(sl_broker *broker, sl_request *req)
 {
     (void)broker;
     sl_ApiVersionsRequest m;
-    sl_kreader r;
-    sl_kreader_init(&r, req->body, req->body_len);
     int16_t version = req->hdr.RequestApiVersion;
-    if (sl_ApiVersionsRequest_decode(&m, &r, version, &req->arena) || r.err) return SL_EINVAL;
+    if (sl__request_decode(req, &m)) return SL_EINVAL;
     sl_ApiVersionsResponse resp;
     sl_ApiVersionsResponse_init(&resp);
     if (version >= 3 && (!software_name_valid(m.ClientSoftwareName) || !software_name_valid(m.ClientSoftwareVersion))) {
         resp.ErrorCode = SL_KERR_INVALID_REQUEST;
-        return sl__request_respond(req, (sl_encode_fn)sl_ApiVersionsResponse_encode, &resp);
+        return sl__request_respond(req, &resp);
     }
     int n = sl__api_count();
     if (!ARENA_ARRAY(req, resp.ApiKeys.items, n)) return SL_ENOMEM;
@@ -46,7 +44,7 @@ int sl__handle_api_versions(sl_broker *broker, sl_request *req)
         resp.ApiKeys.items[i].MinVersion = e->min;
         resp.ApiKeys.items[i].MaxVersion = e->max;
     }
-    return sl__request_respond(req, (sl_encode_fn)sl_ApiVersionsResponse_encode, &resp);
+    return sl__request_respond(req, &resp);
 }
 
 static int fill_topic(sl_broker *broker, sl_request *req, sl_topic *topic,
@@ -125,9 +123,7 @@ static int metadata_topics(sl_broker *broker, sl_request *req, const sl_Metadata
 int sl__handle_metadata(sl_broker *broker, sl_request *req)
 {
     sl_MetadataRequest m;
-    sl_kreader r;
-    sl_kreader_init(&r, req->body, req->body_len);
-    if (sl_MetadataRequest_decode(&m, &r, req->hdr.RequestApiVersion, &req->arena) || r.err) return SL_EINVAL;
+    if (sl__request_decode(req, &m)) return SL_EINVAL;
     sl_MetadataResponse resp;
     sl_MetadataResponse_init(&resp);
     sl_MetadataResponse_MetadataResponseBroker *b = sl_arena_alloc(&req->arena, sizeof *b);
@@ -143,7 +139,7 @@ int sl__handle_metadata(sl_broker *broker, sl_request *req)
     resp.ControllerId = broker->cfg.node_id;
     int rc = metadata_topics(broker, req, &m, &resp);
     if (rc) return rc;
-    return sl__request_respond(req, (sl_encode_fn)sl_MetadataResponse_encode, &resp);
+    return sl__request_respond(req, &resp);
 }
 
 static void list_one(sl_partition *p, int16_t version, int64_t ts,
@@ -176,10 +172,8 @@ static void list_one(sl_partition *p, int16_t version, int64_t ts,
 int sl__handle_list_offsets(sl_broker *broker, sl_request *req)
 {
     sl_ListOffsetsRequest m;
-    sl_kreader r;
     int16_t version = req->hdr.RequestApiVersion;
-    sl_kreader_init(&r, req->body, req->body_len);
-    if (sl_ListOffsetsRequest_decode(&m, &r, version, &req->arena) || r.err) return SL_EINVAL;
+    if (sl__request_decode(req, &m)) return SL_EINVAL;
     sl_ListOffsetsResponse resp;
     sl_ListOffsetsResponse_init(&resp);
     int32_t nt = SL_MAX(m.Topics.count, 0);
@@ -206,7 +200,7 @@ int sl__handle_list_offsets(sl_broker *broker, sl_request *req)
             list_one(p, version, t->Partitions.items[j].Timestamp, pr, &req->arena);
         }
     }
-    return sl__request_respond(req, (sl_encode_fn)sl_ListOffsetsResponse_encode, &resp);
+    return sl__request_respond(req, &resp);
 }
 
 /*
@@ -219,10 +213,7 @@ int sl__handle_list_offsets(sl_broker *broker, sl_request *req)
 int sl__handle_find_coordinator(sl_broker *broker, sl_request *req)
 {
     sl_FindCoordinatorRequest m;
-    sl_kreader r;
-    sl_kreader_init(&r, req->body, req->body_len);
-    if (sl_FindCoordinatorRequest_decode(&m, &r, req->hdr.RequestApiVersion, &req->arena) || r.err)
-        return SL_EINVAL;
+    if (sl__request_decode(req, &m)) return SL_EINVAL;
     sl_FindCoordinatorResponse resp;
     sl_FindCoordinatorResponse_init(&resp);
     if (m.KeyType != 0) {
@@ -236,5 +227,5 @@ int sl__handle_find_coordinator(sl_broker *broker, sl_request *req)
         resp.Host = sl__kstr(broker->cfg.advertise_host);
         resp.Port = broker->cfg.advertise_port;
     }
-    return sl__request_respond(req, (sl_encode_fn)sl_FindCoordinatorResponse_encode, &resp);
+    return sl__request_respond(req, &resp);
 }

@@ -116,16 +116,14 @@ static void produce_partition(sl_broker *broker, sl_request *req, sl_produce_sta
 static void respond(sl_request *req, sl_produce_state *st)
 {
     req->hstate = NULL;
-    if (sl__request_respond(req, (sl_encode_fn)sl_ProduceResponse_encode, &st->resp) != 0)
+    if (sl__request_respond(req, &st->resp) != 0)
         req->state = SL_REQ_NO_RESPONSE;
 }
 
 int sl__handle_produce(sl_broker *broker, sl_request *req)
 {
     sl_ProduceRequest m;
-    sl_kreader r;
-    sl_kreader_init(&r, req->body, req->body_len);
-    if (sl_ProduceRequest_decode(&m, &r, req->hdr.RequestApiVersion, &req->arena) || r.err) return SL_EINVAL;
+    if (sl__request_decode(req, &m)) return SL_EINVAL;
     sl_produce_state *st = sl_arena_alloc(&req->arena, sizeof *st);
     if (!st) return SL_ENOMEM;
     sl_ProduceResponse_init(&st->resp);
