@@ -370,10 +370,9 @@ static int finish_open(sl_log *log)
     }
     log->dir_dirty = false;
     log->durable = log->hw = sl__log_end(log);
-    rc = sl__log_checkpoint(log, log->durable, false, true);
-    if (rc) return rc;
-    sl__log_prealloc(log, a, 0);
-    return 0;
+    /* No pre-allocation here: an idle partition costs no zero-filling and no
+       disk; the first append pre-allocates (sl_log_append). */
+    return sl__log_checkpoint(log, log->durable, false, true);
 }
 
 static int recover_segments(sl_log *log, const int64_t *bases, int n, scan_state *st)
