@@ -31,6 +31,9 @@ typedef struct sl_fetch_wait {
 
 typedef struct sl_fetch_state {
     sl_FetchRequest m;
+    /* Response arrays, allocated once: a parked fetch is re-evaluated on every
+       high-watermark advance and must not allocate each time. */
+    sl_FetchResponse_FetchableTopicResponse *topics;
     sl_timer timer;
     sl_defer recheck;
     sl_fetch_wait *waits;
@@ -81,6 +84,20 @@ static void read_partition(sl_broker *broker, sl_request *req, sl_fetch_eval *ev
     ev->total += s.len;
 }
 
+static int alloc_response(sl_request *req, sl_fetch_state *st)
+{
+    int32_t nt = SL_MAX(st->m.Topics.count, 0);
+    st->topics = sl_arena_alloc(&req->arena, sizeof *st->topics * (size_t)(nt + 1));
+    if (!st->topics) return SL_ENOMEM;
+    for (int32_t i = 0; i < nt; i++) {
+        int32_t np = SL_MAX(st->m.Topics.items[i].Partitions.count, 0);
+        st->topics[i].Partitions.items = sl_arena_alloc(&req->arena, sizeof *st->topics[i].Partitions.items * (size_t)(np + 1));
+        if (!st->topics[i].Partitions.items) return SL_ENOMEM;
+        st->topics[i].Partitions.count = np;
+    }
+    return 0;
+}
+
 static int evaluate(sl_broker *broker, sl_request *req, sl_fetch_eval *ev)
 {
     sl_fetch_state *st = req->hstate;
@@ -88,17 +105,15 @@ static int evaluate(sl_broker *broker, sl_request *req, sl_fetch_eval *ev)
     memset(ev, 0, sizeof *ev);
     sl_FetchResponse_init(&ev->resp);
     int32_t nt = SL_MAX(m->Topics.count, 0);
-    ev->resp.Responses.items = sl_arena_alloc(&req->arena, sizeof *ev->resp.Responses.items * (size_t)(nt + 1));
-    if (!ev->resp.Responses.items) return SL_ENOMEM;
+    if (!st->topics && alloc_response(req, st) != 0) return SL_ENOMEM;
+    ev->resp.Responses.items = st->topics;
     ev->resp.Responses.count = nt;
     for (int32_t i = 0; i < nt; i++) {
         const sl_FetchRequest_FetchTopic *ft = &m->Topics.items[i];
         sl_FetchResponse_FetchableTopicResponse *tr = &ev->resp.Responses.items[i];
         int32_t np = SL_MAX(ft->Partitions.count, 0);
         tr->Topic = ft->Topic;
-        tr->Partitions.items = sl_arena_alloc(&req->arena, sizeof *tr->Partitions.items * (size_t)(np + 1));
-        if (!tr->Partitions.items) return SL_ENOMEM;
-        tr->Partitions.count = np;
+        SL_ASSERT(tr->Partitions.count == np);
         sl_topic *topic = sl__topic_find(broker, ft->Topic.ptr, (size_t)SL_MAX(ft->Topic.len, 0));
         for (int32_t j = 0; j < np; j++) {
             sl_FetchResponse_PartitionData *pd = &tr->Partitions.items[j];
