@@ -2,7 +2,8 @@
 #
 #   make demo     install what is missing, build, start `sluice broker` (Ctrl-C stops it)
 #   make test     install what is missing, build with -Werror (gcc), run every ctest test,
-#                 then rebuild with clang + ASan/UBSan and run the unit, wire and fuzz-corpus tests
+#                 then rebuild with clang + ASan/UBSan and run the unit, wire, fuzz-corpus and
+#                 real-client tests again (the clients drive the sanitized broker)
 #   make fuzz     libFuzzer on every fuzz target (FUZZ_SECONDS each, default 60)
 #   make crash-long  the kill -9 crash test with 200 iterations
 #   make check    source rules (banned calls, file and function size ratchet)
@@ -52,7 +53,7 @@ test-asan:
 	CC=clang cmake -S . -B $(ASAN_BUILD) -DSL_WERROR=ON -DSL_SANITIZE=ON >/dev/null
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		ctest --output-on-failure -j$(JOBS) -L 'unit|wire|fuzz'
+		ctest --output-on-failure -j$(JOBS) -L 'unit|wire|fuzz|compat'
 
 fuzz:
 	@scripts/deps.sh fuzz

@@ -173,6 +173,13 @@ static void on_stop_tick(sl_loop *loop, sl_timer *timer)
     sl_timer_start(loop, timer, 5);
 }
 
+static sl_request *parked_fetch(sl_conn *c)
+{
+    for (sl_request *req = c->head; req; req = req->next)
+        if (req->state == SL_REQ_WAITING && req->hdr.RequestApiKey == 1) return req;
+    return NULL;
+}
+
 static void begin_shutdown(sl_broker *b, const char *why)
 {
     if (b->stopping) return;
@@ -185,8 +192,8 @@ static void begin_shutdown(sl_broker *b, const char *why)
         sl_conn *c = SL_CONTAINER(l, sl_conn, link);
         l = l->next;
         sl__conn_stop_reading(c);
-        for (sl_request *req = c->head; req; req = req->next)
-            if (req->state == SL_REQ_WAITING && req->hdr.RequestApiKey == 1) sl__fetch_cancel(req);
+        /* Answering a parked fetch may send and free requests: look again from the head each time. */
+        for (sl_request *req = parked_fetch(c); req && !c->closed; req = parked_fetch(c)) sl__fetch_cancel(req);
     }
     b->t_exec_ns = sl_mono_ns(b->cfg.clock); /* reused: start of the drain */
     sl_timer_init(&b->stop_timer, on_stop_tick, b);

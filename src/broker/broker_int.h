@@ -124,6 +124,7 @@ struct sl_conn {
     sl_outq outq;
     bool closed;          /* fd closed; freed when nwaiting_produce reaches 0 */
     bool read_paused;
+    bool read_eof;        /* the peer finished sending: handle what arrived, answer, then close */
     bool in_pump, pump_again; /* sl__conn_pump re-entrancy guard */
     sl_defer defer;
     sl_link link;         /* broker's connection list */

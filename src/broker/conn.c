@@ -183,8 +183,15 @@ static void conn_read(sl_conn *conn)
             return;
         }
         if (rc == SL_EAGAIN) break;
+        if (rc == SL_ECLOSED) {
+            /* A half-close: requests that arrived whole are still handled (an acks=0
+               producer may send and close at once), then the connection closes. */
+            set_reading(conn, false);
+            conn->read_eof = true;
+            break;
+        }
         if (rc) {
-            sl__conn_close(conn, rc == SL_ECLOSED ? NULL : "read error");
+            sl__conn_close(conn, "read error");
             return;
         }
     }
@@ -280,7 +287,7 @@ static void send_ready(sl_conn *conn)
     }
     unsigned ev = (conn->read_paused ? 0 : SL_IO_READ) | (rc == SL_EAGAIN ? SL_IO_WRITE : 0);
     sl_io_set(conn->broker->loop, &conn->io, ev);
-    if (conn->read_paused && !over_limits(conn) && !conn->broker->stopping) {
+    if (conn->read_paused && !conn->read_eof && !over_limits(conn) && !conn->broker->stopping) {
         int before = conn->nreq;
         set_reading(conn, true);
         if (parse_frames(conn) < 0) return;
@@ -310,6 +317,8 @@ void sl__conn_pump(sl_conn *conn)
         }
         dispatch_queued(conn);
         if (!conn->closed) send_ready(conn);
+        if (!conn->closed && conn->read_eof && !conn->head && sl_outq_empty(&conn->outq))
+            sl__conn_close(conn, NULL);
     } while (conn->pump_again);
     conn->in_pump = false;
 }
@@ -318,6 +327,11 @@ static void conn_on_io(sl_loop *loop, void *arg, unsigned events)
 {
     sl_conn *conn = arg;
     (void)loop;
+    if ((events & SL_IO_READ) && conn->read_eof) {
+        /* Not watching reads any more, so this is a hang-up or error: the peer is gone. */
+        sl__conn_close(conn, NULL);
+        return;
+    }
     if (events & SL_IO_READ) conn_read(conn);
     sl__conn_pump(conn);
 }
