@@ -6,8 +6,10 @@
  * segment.bytes, segment.ms, max.message.bytes. Listed read-only, because
  * they describe what this broker does and cannot be changed yet:
  * cleanup.policy=delete, compression.type=producer,
- * message.timestamp.type=CreateTime, min.insync.replicas=1, and the flush
- * settings implied by --flush. Setting one of those to its only value is
+ * message.timestamp.type=CreateTime, min.insync.replicas=1,
+ * index.interval.bytes=4096, preallocate=true, segment.jitter.ms=0,
+ * message.downconversion.enable=false, unclean.leader.election.enable=false,
+ * remote.storage.enable=false, and the flush settings implied by --flush. Setting one of those to its only value is
  * accepted; any other value or unknown key is INVALID_CONFIG with a message
  * naming the key.
  */
@@ -38,6 +40,12 @@ static const struct {
     {"compression.type", "producer"},
     {"message.timestamp.type", "CreateTime"},
     {"min.insync.replicas", "1"},
+    {"index.interval.bytes", "4096"},
+    {"preallocate", "true"},
+    {"segment.jitter.ms", "0"},
+    {"message.downconversion.enable", "false"},
+    {"unclean.leader.election.enable", "false"},
+    {"remote.storage.enable", "false"},
 };
 
 void sl__topic_config_default(const sl_broker *broker, sl_topic_config *c)

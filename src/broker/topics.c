@@ -97,9 +97,9 @@ static char *meta_path(const sl_broker *broker, const char *name, const char *su
 static int write_conf(sl_broker *broker, const sl_topic *t)
 {
     char text[1024];
-    sl_tconf_entry entries[16];
+    sl_tconf_entry entries[32];
     int n = snprintf(text, sizeof text, "partitions=%d\n", t->npartitions);
-    int ne = sl__topic_config_describe(broker, &t->config, entries, 16);
+    int ne = sl__topic_config_describe(broker, &t->config, entries, (int)SL_ARRAY_LEN(entries));
     for (int i = 0; i < ne; i++)
         if (!entries[i].is_default && !entries[i].read_only)
             n += snprintf(text + n, sizeof text - (size_t)n, "%s=%s\n", entries[i].name, entries[i].value);
