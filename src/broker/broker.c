@@ -44,6 +44,7 @@ void sl_broker_config_default(sl_broker_config *cfg)
     cfg->message_max_bytes = 1048588;
     cfg->node_id = 0;
     cfg->max_connections = 10000;
+    cfg->partitions_max = SL_PARTITIONS_MAX;
     cfg->io = sl_fileio_system();
     cfg->clock = sl_clock_system();
     cfg->handle_signals = true;

@@ -127,6 +127,7 @@ struct sl_conn {
     bool read_eof;        /* the peer finished sending: handle what arrived, answer, then close */
     bool in_pump, pump_again; /* sl__conn_pump re-entrancy guard */
     sl_defer defer;
+    sl_defer pump_defer;  /* sl__conn_pump_later */
     sl_link link;         /* broker's connection list */
 };
 
@@ -160,8 +161,11 @@ struct sl_broker {
 int sl__conn_accept(struct sl_broker *broker, int fd, const char *peer);
 void sl__conn_close(sl_conn *conn, const char *why);
 void sl__conn_stop_reading(sl_conn *conn);
-/* Called when a waiting request became DONE: sends what is now in order. */
+/* Makes progress now: dispatch what may be dispatched, send what is ready. */
 void sl__conn_pump(sl_conn *conn);
+/* The same at the end of this loop turn. Completions coming from the flusher use it, so no handler
+   runs inside a sync round's completion (a handler may delete the partitions the round covers). */
+void sl__conn_pump_later(sl_conn *conn);
 /* Decodes the request body into msg (the generated struct of the request's api key). */
 int sl__request_decode(sl_request *req, void *msg);
 /* Encodes header + msg (the response struct of the request's api key) into req->out; marks it DONE. */

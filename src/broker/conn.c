@@ -7,13 +7,12 @@
  * rest of it is read straight into it, so big payloads are copied at most
  * once (the prefix), never per byte twice.
  *
- * Ordering. Requests form a FIFO. They are handled as they arrive
- * (pipelining: a Produce waiting for its fsync does not stop the next one
- * from being appended), except that nothing after a parked Fetch is handled
- * until it answers: Kafka handles one request per connection at a time,
- * and a client may rely on a Fetch seeing the effects of nothing after it.
- * Responses leave strictly in FIFO order: a finished response waits behind
- * an unfinished earlier one.
+ * Ordering. Requests form a FIFO and are handled one at a time, as Kafka
+ * does, so each sees the effects of all before it -- with one exception:
+ * a Produce may be handled while earlier Produces wait for their fsync
+ * (pipelined produces then share one group commit). Responses leave
+ * strictly in FIFO order: a finished response waits behind an unfinished
+ * earlier one.
  *
  * Back-pressure. With SL_CONN_MAX_REQUESTS unanswered requests or
  * SL_CONN_MAX_OUT_BYTES of unsent output, the connection stops reading
@@ -231,6 +230,7 @@ static void conn_free(sl_loop *loop, void *arg)
     sl_conn *conn = arg;
     (void)loop;
     SL_ASSERT(conn->closed && conn->nwaiting_produce == 0);
+    sl_loop_undefer(conn->broker->loop, &conn->pump_defer);
     while (conn->head) pop_head(conn);
     if (conn->partial) request_free(conn->partial);
     sl_outq_clear(&conn->outq);
@@ -257,19 +257,38 @@ static void closed_cleanup(sl_conn *conn)
     if (conn->nwaiting_produce == 0) sl_loop_defer(conn->broker->loop, &conn->defer, conn_free, conn);
 }
 
-/* Handles queued requests in order; nothing overtakes a parked fetch. */
+static int16_t frame_api_key(const sl_request *req)
+{
+    SL_ASSERT(req->frame_len >= 12);
+    return (int16_t)sl_be16(req->frame + 4);
+}
+
+/*
+ * Handles queued requests in order, Kafka's way (one at a time per
+ * connection) with one exception: a Produce may be handled while earlier
+ * Produces wait for their sync, which is what lets a pipelining producer's
+ * requests share one fdatasync. Anything else waits until every earlier
+ * request has finished, so it sees their effects.
+ */
 static void dispatch_queued(sl_conn *conn)
 {
+    bool produce_waiting = false;
     for (sl_request *req = conn->head; req && !conn->closed; req = req->next) {
-        if (req->state == SL_REQ_WAITING && req->hdr.RequestApiKey == 1) return;
+        if (req->state == SL_REQ_WAITING) {
+            if (req->hdr.RequestApiKey != 0) return;
+            produce_waiting = true;
+            continue;
+        }
         if (req->state != SL_REQ_QUEUED) continue;
+        if (produce_waiting && frame_api_key(req) != 0) return;
         int rc = sl__dispatch(conn->broker, req);
         if (rc) {
             sl__conn_close(conn, rc == SL_ECLOSED ? "a produce with acks=0 failed (Kafka closes the connection "
                                                     "to tell the producer)" : "protocol error");
             return;
         }
-        if (req->state == SL_REQ_WAITING && req->hdr.RequestApiKey == 1) return;
+        if (req->state == SL_REQ_WAITING && req->hdr.RequestApiKey != 0) return;
+        produce_waiting |= req->state == SL_REQ_WAITING;
     }
 }
 
@@ -321,6 +340,17 @@ void sl__conn_pump(sl_conn *conn)
             sl__conn_close(conn, NULL);
     } while (conn->pump_again);
     conn->in_pump = false;
+}
+
+static void deferred_pump(sl_loop *loop, void *arg)
+{
+    (void)loop;
+    sl__conn_pump(arg);
+}
+
+void sl__conn_pump_later(sl_conn *conn)
+{
+    sl_loop_defer(conn->broker->loop, &conn->pump_defer, deferred_pump, conn);
 }
 
 static void conn_on_io(sl_loop *loop, void *arg, unsigned events)

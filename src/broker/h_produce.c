@@ -174,7 +174,7 @@ static void complete_wait(sl_produce_wait *w, int16_t error_code)
     if (--st->pending > 0) return;
     respond(req, st);
     req->conn->nwaiting_produce--;
-    sl__conn_pump(req->conn);
+    sl__conn_pump_later(req->conn);
 }
 
 void sl__produce_waits_advance(sl_partition *partition, int16_t error_code)

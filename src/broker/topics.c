@@ -219,8 +219,8 @@ int16_t sl__topic_create(sl_broker *broker, const char *name, size_t len, int32_
         snprintf(msg, msg_len, "topic '%.*s' already exists", (int)len, name);
         return SL_KERR_TOPIC_ALREADY_EXISTS;
     }
-    if (npartitions <= 0 || npartitions > SL_PARTITIONS_MAX) {
-        snprintf(msg, msg_len, "number of partitions must be 1-%d", SL_PARTITIONS_MAX);
+    if (npartitions <= 0 || npartitions > broker->cfg.partitions_max) {
+        snprintf(msg, msg_len, "number of partitions must be 1-%d", broker->cfg.partitions_max);
         return SL_KERR_INVALID_PARTITIONS;
     }
     if (validate_only) return 0;
@@ -259,9 +259,9 @@ int16_t sl__topic_add_partitions(sl_broker *broker, sl_topic *topic, int32_t cou
                                  char *msg, size_t msg_len)
 {
     msg[0] = 0;
-    if (count <= topic->npartitions || count > SL_PARTITIONS_MAX) {
+    if (count <= topic->npartitions || count > broker->cfg.partitions_max) {
         snprintf(msg, msg_len, "topic %s has %d partitions; the new count must be larger (and at most %d)",
-                 topic->name, topic->npartitions, SL_PARTITIONS_MAX);
+                 topic->name, topic->npartitions, broker->cfg.partitions_max);
         return SL_KERR_INVALID_PARTITIONS;
     }
     if (validate_only) return 0;

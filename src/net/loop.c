@@ -216,26 +216,39 @@ void sl_loop_run_deferred(sl_loop *loop)
     }
 }
 
-int sl_loop_run(sl_loop *loop)
+static int turn(sl_loop *loop, int timeout_ms)
 {
     struct epoll_event events[SL_LOOP_EVENTS];
+    int n = epoll_wait(loop->epfd, events, SL_LOOP_EVENTS, timeout_ms);
+    if (n < 0) {
+        if (errno == EINTR) return 0;
+        SL_ERROR("loop", "epoll_wait: %s", strerror(errno));
+        return SL_EIO;
+    }
+    for (int i = 0; i < n; i++) {
+        sl_io *io = events[i].data.ptr;
+        unsigned ev = 0;
+        if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ev |= SL_IO_READ;
+        if (events[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) ev |= SL_IO_WRITE;
+        if (io->fd >= 0) io->cb(loop, io->arg, ev & (io->events | SL_IO_READ));
+    }
+    run_timers(loop);
+    sl_loop_run_deferred(loop);
+    return 0;
+}
+
+int sl_loop_run_once(sl_loop *loop, int timeout_ms)
+{
+    int next = next_timeout_ms(loop);
+    return turn(loop, next >= 0 && next < timeout_ms ? next : timeout_ms);
+}
+
+int sl_loop_run(sl_loop *loop)
+{
     loop->stop = false;
     while (!loop->stop) {
-        int n = epoll_wait(loop->epfd, events, SL_LOOP_EVENTS, next_timeout_ms(loop));
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            SL_ERROR("loop", "epoll_wait: %s", strerror(errno));
-            return SL_EIO;
-        }
-        for (int i = 0; i < n; i++) {
-            sl_io *io = events[i].data.ptr;
-            unsigned ev = 0;
-            if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ev |= SL_IO_READ;
-            if (events[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) ev |= SL_IO_WRITE;
-            if (io->fd >= 0) io->cb(loop, io->arg, ev & (io->events | SL_IO_READ));
-        }
-        run_timers(loop);
-        sl_loop_run_deferred(loop);
+        int rc = turn(loop, next_timeout_ms(loop));
+        if (rc) return rc;
     }
     return 0;
 }

@@ -43,6 +43,8 @@ const sl_clock *sl_loop_clock(const sl_loop *loop);
 /* Runs until sl_loop_stop. Returns 0, or SL_EIO if epoll itself failed. */
 int sl_loop_run(sl_loop *loop);
 void sl_loop_stop(sl_loop *loop);
+/* One turn: waits up to timeout_ms for events (0 = poll), runs them, due timers and defers. */
+int sl_loop_run_once(sl_loop *loop, int timeout_ms);
 
 int sl_io_start(sl_loop *loop, sl_io *io, int fd, unsigned events, sl_io_cb cb, void *arg);
 int sl_io_set(sl_loop *loop, sl_io *io, unsigned events);

@@ -543,3 +543,62 @@ SL_TEST(clients_that_leave_before_their_acks_cost_nothing)
     close(fd);
     wbroker_stop(&w); /* ASan's leak check covers the lingering connections */
 }
+
+static int delete_topics_enc(const void *msg, sl_kwriter *w, int16_t version)
+{
+    return sl_DeleteTopicsRequest_encode(msg, w, version);
+}
+
+SL_TEST(pipelined_admin_waits_for_the_produce_before_it)
+{
+    sl_arena_init(&arena, 64 << 20);
+    wbroker w;
+    wbroker_config(&w, NULL);
+    wbroker_start(&w);
+    int fd = wconnect(w.port);
+    int16_t err;
+    int32_t np;
+    metadata(fd, "gone", &err, &np);
+    uint8_t b[4096];
+    size_t l = wbatch(b, sizeof b, 3, 1);
+    sl_ProduceRequest m;
+    sl_ProduceRequest_init(&m);
+    sl_ProduceRequest_TopicProduceData td = {0};
+    sl_ProduceRequest_PartitionProduceData pd = {0};
+    pd.Records.ptr = b;
+    pd.Records.len = (int32_t)l;
+    td.Name = (sl_kstr){"gone", 4};
+    td.PartitionData.items = &pd;
+    td.PartitionData.count = 1;
+    m.Acks = -1;
+    m.TopicData.items = &td;
+    m.TopicData.count = 1;
+    sl_DeleteTopicsRequest d;
+    sl_DeleteTopicsRequest_init(&d);
+    sl_kstr name = {"gone", 4};
+    d.TopicNames.items = &name;
+    d.TopicNames.count = 1;
+    sl_buf r1, r2;
+    wrequest(&r1, 0, 7, 61, (wenc_fn)sl_ProduceRequest_encode, &m);
+    wrequest(&r2, 20, 3, 62, delete_topics_enc, &d);
+    SL_CHECK_OK(sl_buf_append(&r1, r2.data, r2.len));
+    wsend(fd, r1.data, r1.len); /* one write: both arrive in the same read */
+    sl_buf_deinit(&r1);
+    sl_buf_deinit(&r2);
+    size_t len;
+    uint8_t *resp = wrecv_frame(fd, &len, 5000);
+    SL_CHECK(resp);
+    SL_CHECK_INT((int32_t)sl_be32(resp), 61);
+    sl_kreader rd;
+    sl_kreader_init(&rd, resp + 4, len - 4);
+    sl_ProduceResponse pr;
+    SL_CHECK_OK(sl_ProduceResponse_decode(&pr, &rd, 7, &arena));
+    SL_CHECK_INT(pr.Responses.items[0].PartitionResponses.items[0].ErrorCode, 0); /* acknowledged, then deleted */
+    sl_free(resp);
+    resp = wrecv_frame(fd, &len, 5000);
+    SL_CHECK(resp);
+    SL_CHECK_INT((int32_t)sl_be32(resp), 62);
+    sl_free(resp);
+    close(fd);
+    wbroker_stop(&w);
+}

@@ -1,0 +1,104 @@
+"""Writes fuzz/corpus/broker/: sequences of whole requests for fuzz_broker.c.
+
+Each file is one connection's bytes: valid request frames back to back (a
+topic is created, a valid record batch produced, fetched, its offsets
+listed, its configs described, partitions added, the topic deleted), plus
+each single valid frame of fuzz/corpus/request/. Record batches get a real
+CRC-32C (from make_corpus_batch.py) so the fuzzer starts past the checks.
+"""
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import make_corpus_batch as mb  # noqa: E402
+
+OUT = os.path.join(HERE, 'corpus', 'broker')
+
+
+def s16(s):
+    b = s.encode()
+    return struct.pack('>h', len(b)) + b
+
+
+def frame(key, version, corr, body):
+    hdr = struct.pack('>hhi', key, version, corr) + s16('fuzz')
+    return struct.pack('>i', len(hdr) + len(body)) + hdr + body
+
+
+def metadata_v4(topic):
+    return frame(3, 4, 1, struct.pack('>i', 1) + s16(topic) + b'\x01')
+
+
+def create_topics_v1(topic, parts):
+    t = s16(topic) + struct.pack('>ih', parts, 1) + struct.pack('>i', 0) + struct.pack('>i', 1) + \
+        s16('retention.ms') + s16('60000')
+    return frame(19, 1, 2, struct.pack('>i', 1) + t + struct.pack('>i', 5000) + b'\x00')
+
+
+def produce_v3(topic, part, records, acks=-1):
+    body = struct.pack('>h', -1) + struct.pack('>hi', acks, 5000) + struct.pack('>i', 1) + s16(topic) + \
+        struct.pack('>i', 1) + struct.pack('>i', part) + struct.pack('>i', len(records)) + records
+    return frame(0, 3, 3, body)
+
+
+def fetch_v4(topic, part, offset, max_wait=0, min_bytes=1):
+    body = struct.pack('>iiiib', -1, max_wait, min_bytes, 1 << 20, 0) + struct.pack('>i', 1) + s16(topic) + \
+        struct.pack('>i', 1) + struct.pack('>iqi', part, offset, 1 << 20)
+    return frame(1, 4, 4, body)
+
+
+def list_offsets_v1(topic, part, ts):
+    body = struct.pack('>i', -1) + struct.pack('>i', 1) + s16(topic) + struct.pack('>i', 1) + \
+        struct.pack('>iq', part, ts)
+    return frame(2, 1, 5, body)
+
+
+def describe_configs_v1(topic):
+    body = struct.pack('>i', 1) + struct.pack('>b', 2) + s16(topic) + struct.pack('>i', -1) + b'\x01'
+    return frame(32, 1, 6, body)
+
+
+def create_partitions_v0(topic, count):
+    body = struct.pack('>i', 1) + s16(topic) + struct.pack('>i', count) + struct.pack('>i', -1) + \
+        struct.pack('>i', 5000) + b'\x00'
+    return frame(37, 0, 7, body)
+
+
+def delete_topics_v1(topic):
+    return frame(20, 1, 8, struct.pack('>i', 1) + s16(topic) + struct.pack('>i', 5000))
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    for f in os.listdir(OUT):
+        os.remove(os.path.join(OUT, f))
+    recs = [(i * 10, b'k%d' % i, b'value-%d' % i, [(b'h', b'%d' % i)]) for i in range(3)]
+    batch = mb.batch(recs)
+    seqs = {
+        'lifecycle': create_topics_v1('fz', 2) + produce_v3('fz', 0, batch) + produce_v3('fz', 1, batch + batch)
+        + fetch_v4('fz', 0, 0) + fetch_v4('fz', 1, 4) + list_offsets_v1('fz', 0, 1700000000000)
+        + list_offsets_v1('fz', 1, -2) + describe_configs_v1('fz') + create_partitions_v0('fz', 4)
+        + delete_topics_v1('fz'),
+        'autocreate_produce_fetch': metadata_v4('auto') + produce_v3('auto', 0, batch, acks=1)
+        + fetch_v4('auto', 0, 1) + fetch_v4('auto', 0, 99),
+        'acks0_then_fetch': metadata_v4('a0') + produce_v3('a0', 0, batch, acks=0) + fetch_v4('a0', 0, 0),
+        'parked_fetch': metadata_v4('pk') + fetch_v4('pk', 0, 0, max_wait=60000, min_bytes=1000),
+        'bad_partition': metadata_v4('bp') + produce_v3('bp', 99, batch) + fetch_v4('bp', -1, 0),
+    }
+    for name, blob in seqs.items():
+        with open(os.path.join(OUT, name), 'wb') as fh:
+            fh.write(blob)
+    n = len(seqs)
+    req_dir = os.path.join(HERE, 'corpus', 'request')
+    for f in sorted(os.listdir(req_dir)):
+        if not f.startswith('mut_'):
+            with open(os.path.join(req_dir, f), 'rb') as src, open(os.path.join(OUT, 'one_' + f), 'wb') as dst:
+                dst.write(src.read())
+            n += 1
+    print(f'make_corpus_broker: wrote {n} files to {OUT}', file=sys.stderr)
+
+
+if __name__ == '__main__':
+    main()
