@@ -105,26 +105,32 @@ static int lock_data_dir(sl_broker *b)
     return 0;
 }
 
+/* The cluster id: made at first start, kept in DATA/__sluice/cluster_id (through the fileio table). */
 static void load_cluster_id(sl_broker *b)
 {
+    sl_fileio *io = b->cfg.io;
     char *path = sl_asprintf("%s/__sluice/cluster_id", b->cfg.data_dir);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        if (!fgets(b->cluster_id, sizeof b->cluster_id, f)) b->cluster_id[0] = 0;
-        b->cluster_id[strcspn(b->cluster_id, "\n")] = 0;
-        fclose(f);
-    }
-    if (!b->cluster_id[0]) {
+    char text[64] = {0};
+    int fd = io->open(io, path, O_RDONLY | O_CLOEXEC, 0);
+    ssize_t n = fd >= 0 ? io->pread(io, fd, text, sizeof text - 1, 0) : -1;
+    if (fd >= 0) io->close(io, fd);
+    text[n > 0 ? n : 0] = 0;
+    text[strcspn(text, "\n")] = 0;
+    if (strlen(text) == 22) {
+        memcpy(b->cluster_id, text, 23);
+    } else {
         static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         uint8_t rnd[22];
         if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) memset(rnd, 7, sizeof rnd);
         for (int i = 0; i < 22; i++) b->cluster_id[i] = abc[rnd[i] & 63];
         b->cluster_id[22] = 0;
-        f = fopen(path, "w");
-        if (f) {
-            fprintf(f, "%s\n", b->cluster_id);
-            fclose(f);
-        }
+        fd = io->open(io, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        char line[40];
+        snprintf(line, sizeof line, "%s\n", b->cluster_id);
+        if (fd < 0 || io->pwrite(io, fd, line, 23, 0) != 23 || io->fdatasync(io, fd) != 0)
+            SL_WARN("broker", "cannot save the cluster id in %s: %s (a new one is made at next start)", path,
+                    strerror(errno));
+        if (fd >= 0) io->close(io, fd);
     }
     sl_free(path);
 }
