@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "broker/broker_int.h"
 #include "common/log.h"
@@ -23,11 +25,24 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static sl_broker *broker;
+static char dir[] = "/tmp/sluice-fuzz-broker.XXXXXX";
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void teardown(void)
+{
+    sl_broker_close(broker);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 static void setup(void)
 {
-    static char dir[] = "/tmp/sluice-fuzz-broker.XXXXXX";
     if (!mkdtemp(dir)) abort();
+    atexit(teardown);
     sl_broker_config cfg;
     sl_broker_config_default(&cfg);
     snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s/data", dir);
