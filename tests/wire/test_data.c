@@ -30,28 +30,38 @@ static void metadata(int fd, const char *topic, int16_t *err, int32_t *nparts)
     sl_free(resp);
 }
 
+/* A one-partition Produce request; the structs live in *pr. */
+typedef struct produce_req {
+    sl_ProduceRequest m;
+    sl_ProduceRequest_TopicProduceData td;
+    sl_ProduceRequest_PartitionProduceData pd;
+} produce_req;
+
+static void produce_req_init(produce_req *pr, const char *topic, int32_t part, int16_t acks, const uint8_t *records,
+                             size_t len)
+{
+    memset(pr, 0, sizeof *pr);
+    sl_ProduceRequest_init(&pr->m);
+    pr->pd.Index = part;
+    pr->pd.Records.ptr = records;
+    pr->pd.Records.len = (int32_t)len;
+    pr->td.Name = (sl_kstr){topic, (int32_t)strlen(topic)};
+    pr->td.PartitionData.items = &pr->pd;
+    pr->td.PartitionData.count = 1;
+    pr->m.Acks = acks;
+    pr->m.TimeoutMs = 5000;
+    pr->m.TopicData.items = &pr->td;
+    pr->m.TopicData.count = 1;
+}
+
 /* Produces one records blob to topic/partition; returns error code and base offset. */
 static int16_t produce(int fd, const char *topic, int32_t part, int16_t acks, uint8_t *records, size_t len,
                        int64_t *base)
 {
-    sl_ProduceRequest m;
-    sl_ProduceRequest_init(&m);
-    sl_ProduceRequest_TopicProduceData td;
-    sl_ProduceRequest_PartitionProduceData pd;
-    memset(&td, 0, sizeof td);
-    memset(&pd, 0, sizeof pd);
-    pd.Index = part;
-    pd.Records.ptr = records;
-    pd.Records.len = (int32_t)len;
-    td.Name = (sl_kstr){topic, (int32_t)strlen(topic)};
-    td.PartitionData.items = &pd;
-    td.PartitionData.count = 1;
-    m.Acks = acks;
-    m.TimeoutMs = 5000;
-    m.TopicData.items = &td;
-    m.TopicData.count = 1;
+    produce_req q;
+    produce_req_init(&q, topic, part, acks, records, len);
     sl_kreader r;
-    uint8_t *resp = wcall(fd, 0, 7, 21, (wenc_fn)sl_ProduceRequest_encode, &m, &r);
+    uint8_t *resp = wcall(fd, 0, 7, 21, (wenc_fn)sl_ProduceRequest_encode, &q.m, &r);
     sl_ProduceResponse pr;
     SL_CHECK_OK(sl_ProduceResponse_decode(&pr, &r, 7, &arena));
     SL_CHECK_INT(pr.Responses.count, 1);
@@ -70,31 +80,41 @@ typedef struct fetched {
     uint8_t *frame;
 } fetched;
 
+/* A one-partition Fetch request; the structs live in *fq. */
+typedef struct fetch_req {
+    sl_FetchRequest m;
+    sl_FetchRequest_FetchTopic ft;
+    sl_FetchRequest_FetchPartition fp;
+} fetch_req;
+
+static void fetch_req_init(fetch_req *fq, const char *topic, int32_t part, int64_t offset, int32_t max_wait,
+                           int32_t min_bytes, int32_t max_bytes)
+{
+    memset(fq, 0, sizeof *fq);
+    sl_FetchRequest_init(&fq->m);
+    fq->fp.Partition = part;
+    fq->fp.FetchOffset = offset;
+    fq->fp.PartitionMaxBytes = max_bytes;
+    fq->fp.CurrentLeaderEpoch = -1;
+    fq->fp.LogStartOffset = -1;
+    fq->ft.Topic = (sl_kstr){topic, (int32_t)strlen(topic)};
+    fq->ft.Partitions.items = &fq->fp;
+    fq->ft.Partitions.count = 1;
+    fq->m.ReplicaId = -1;
+    fq->m.MaxWaitMs = max_wait;
+    fq->m.MinBytes = min_bytes;
+    fq->m.MaxBytes = max_bytes;
+    fq->m.Topics.items = &fq->ft;
+    fq->m.Topics.count = 1;
+}
+
 static void fetch(int fd, const char *topic, int32_t part, int64_t offset, int32_t max_wait, int32_t min_bytes,
                   fetched *out)
 {
-    sl_FetchRequest m;
-    sl_FetchRequest_init(&m);
-    sl_FetchRequest_FetchTopic ft;
-    sl_FetchRequest_FetchPartition fp;
-    memset(&ft, 0, sizeof ft);
-    memset(&fp, 0, sizeof fp);
-    fp.Partition = part;
-    fp.FetchOffset = offset;
-    fp.PartitionMaxBytes = 1 << 20;
-    fp.CurrentLeaderEpoch = -1;
-    fp.LogStartOffset = -1;
-    ft.Topic = (sl_kstr){topic, (int32_t)strlen(topic)};
-    ft.Partitions.items = &fp;
-    ft.Partitions.count = 1;
-    m.ReplicaId = -1;
-    m.MaxWaitMs = max_wait;
-    m.MinBytes = min_bytes;
-    m.MaxBytes = 50 << 20;
-    m.Topics.items = &ft;
-    m.Topics.count = 1;
+    fetch_req fq;
+    fetch_req_init(&fq, topic, part, offset, max_wait, min_bytes, 1 << 20);
     sl_kreader r;
-    out->frame = wcall(fd, 1, 11, 31, (wenc_fn)sl_FetchRequest_encode, &m, &r);
+    out->frame = wcall(fd, 1, 11, 31, (wenc_fn)sl_FetchRequest_encode, &fq.m, &r);
     sl_FetchResponse fr;
     SL_CHECK_OK(sl_FetchResponse_decode(&fr, &r, 11, &arena));
     SL_CHECK_INT(fr.Responses.count, 1);
@@ -106,13 +126,24 @@ static void fetch(int fd, const char *topic, int32_t part, int64_t offset, int32
     out->len = pd->Records.len;
 }
 
-SL_TEST(produce_then_fetch_returns_the_same_bytes)
+/* The usual start of a test: a broker, a connection, and an auto-created topic. */
+static int start_with_topic(wbroker *w, const char *topic)
 {
     sl_arena_init(&arena, 64 << 20);
+    wbroker_config(w, NULL);
+    wbroker_start(w);
+    int fd = wconnect(w->port);
+    int16_t err;
+    int32_t np;
+    metadata(fd, topic, &err, &np);
+    SL_CHECK_INT(err, 0);
+    return fd;
+}
+
+SL_TEST(produce_then_fetch_returns_the_same_bytes)
+{
     wbroker w;
-    wbroker_config(&w, NULL);
-    wbroker_start(&w);
-    int fd = wconnect(w.port);
+    int fd = start_with_topic(&w, "orders"); /* checks the topic was created */
     int16_t err;
     int32_t np;
     metadata(fd, "orders", &err, &np);
@@ -203,30 +234,14 @@ SL_TEST(produce_errors)
 
 SL_TEST(acks_zero_gets_no_response)
 {
-    sl_arena_init(&arena, 64 << 20);
     wbroker w;
-    wbroker_config(&w, NULL);
-    wbroker_start(&w);
-    int fd = wconnect(w.port);
-    int16_t err;
-    int32_t np;
-    metadata(fd, "z", &err, &np);
+    int fd = start_with_topic(&w, "z");
     uint8_t b[4096];
     size_t l = wbatch(b, sizeof b, 2, 1);
-    sl_ProduceRequest m;
-    sl_ProduceRequest_init(&m);
-    sl_ProduceRequest_TopicProduceData td = {0};
-    sl_ProduceRequest_PartitionProduceData pd = {0};
-    pd.Records.ptr = b;
-    pd.Records.len = (int32_t)l;
-    td.Name = (sl_kstr){"z", 1};
-    td.PartitionData.items = &pd;
-    td.PartitionData.count = 1;
-    m.Acks = 0;
-    m.TopicData.items = &td;
-    m.TopicData.count = 1;
+    produce_req q;
+    produce_req_init(&q, "z", 0, 0, b, l);
     sl_buf req;
-    wrequest(&req, 0, 7, 77, (wenc_fn)sl_ProduceRequest_encode, &m);
+    wrequest(&req, 0, 7, 77, (wenc_fn)sl_ProduceRequest_encode, &q.m);
     wsend(fd, req.data, req.len);
     sl_buf_deinit(&req);
     /* The next response on the connection is the Fetch's, not the Produce's. */
@@ -266,14 +281,8 @@ static void *produce_later(void *arg)
 
 SL_TEST(fetch_long_polls_until_data_or_timeout)
 {
-    sl_arena_init(&arena, 64 << 20);
     wbroker w;
-    wbroker_config(&w, NULL);
-    wbroker_start(&w);
-    int fd = wconnect(w.port);
-    int16_t err;
-    int32_t np;
-    metadata(fd, "lp", &err, &np);
+    int fd = start_with_topic(&w, "lp");
     fetched f;
     int64_t t0 = now_ms();
     fetch(fd, "lp", 0, 0, 300, 1, &f);
@@ -335,33 +344,13 @@ SL_TEST(failing_fsync_is_a_storage_error_and_loses_nothing_acked)
 
 SL_TEST(request_behind_a_parked_fetch_is_answered_after_it)
 {
-    sl_arena_init(&arena, 64 << 20);
     wbroker w;
-    wbroker_config(&w, NULL);
-    wbroker_start(&w);
-    int fd = wconnect(w.port);
-    int16_t err;
-    int32_t np;
-    metadata(fd, "pf", &err, &np);
+    int fd = start_with_topic(&w, "pf");
     /* A Fetch at the high watermark parks for 300 ms ... */
-    sl_FetchRequest m;
-    sl_FetchRequest_init(&m);
-    sl_FetchRequest_FetchTopic ft = {0};
-    sl_FetchRequest_FetchPartition fp = {0};
-    fp.PartitionMaxBytes = 1 << 20;
-    fp.CurrentLeaderEpoch = -1;
-    fp.LogStartOffset = -1;
-    ft.Topic = (sl_kstr){"pf", 2};
-    ft.Partitions.items = &fp;
-    ft.Partitions.count = 1;
-    m.ReplicaId = -1;
-    m.MaxWaitMs = 300;
-    m.MinBytes = 1;
-    m.MaxBytes = 1 << 20;
-    m.Topics.items = &ft;
-    m.Topics.count = 1;
+    fetch_req fq;
+    fetch_req_init(&fq, "pf", 0, 0, 300, 1, 1 << 20);
     sl_buf req;
-    wrequest(&req, 1, 11, 501, (wenc_fn)sl_FetchRequest_encode, &m);
+    wrequest(&req, 1, 11, 501, (wenc_fn)sl_FetchRequest_encode, &fq.m);
     wsend(fd, req.data, req.len);
     sl_buf_deinit(&req);
     usleep(50000);
@@ -428,14 +417,8 @@ SL_TEST(full_disk_is_a_storage_error_and_recovers)
 
 SL_TEST(a_slow_reader_does_not_stall_other_clients)
 {
-    sl_arena_init(&arena, 64 << 20);
     wbroker w;
-    wbroker_config(&w, NULL);
-    wbroker_start(&w);
-    int fd = wconnect(w.port);
-    int16_t err;
-    int32_t np;
-    metadata(fd, "big", &err, &np);
+    int fd = start_with_topic(&w, "big");
     /* ~360 KiB of data in 200 batches of 60 records. */
     static uint8_t big[70000];
     for (int i = 0; i < 200; i++) {
@@ -447,23 +430,11 @@ SL_TEST(a_slow_reader_does_not_stall_other_clients)
     int slow = wconnect(w.port);
     int rcvbuf = 4096;
     setsockopt(slow, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    sl_FetchRequest m;
-    sl_FetchRequest_init(&m);
-    sl_FetchRequest_FetchTopic ft = {0};
-    sl_FetchRequest_FetchPartition fp = {0};
-    fp.PartitionMaxBytes = 8 << 20;
-    fp.CurrentLeaderEpoch = -1;
-    fp.LogStartOffset = -1;
-    ft.Topic = (sl_kstr){"big", 3};
-    ft.Partitions.items = &fp;
-    ft.Partitions.count = 1;
-    m.ReplicaId = -1;
-    m.MaxBytes = 8 << 20;
-    m.Topics.items = &ft;
-    m.Topics.count = 1;
+    fetch_req fq;
+    fetch_req_init(&fq, "big", 0, 0, 0, 1, 8 << 20);
     for (int i = 0; i < 30; i++) {
         sl_buf req;
-        wrequest(&req, 1, 11, 900 + i, (wenc_fn)sl_FetchRequest_encode, &m);
+        wrequest(&req, 1, 11, 900 + i, (wenc_fn)sl_FetchRequest_encode, &fq.m);
         wsend(slow, req.data, req.len);
         sl_buf_deinit(&req);
     }
@@ -493,22 +464,12 @@ static void *produce_and_close(void *arg)
     hit_and_run *h = arg;
     uint8_t b[4096];
     size_t l = wbatch(b, sizeof b, 3, 1);
-    sl_ProduceRequest m;
-    sl_ProduceRequest_init(&m);
-    sl_ProduceRequest_TopicProduceData td = {0};
-    sl_ProduceRequest_PartitionProduceData pd = {0};
-    pd.Records.ptr = b;
-    pd.Records.len = (int32_t)l;
-    td.Name = (sl_kstr){"hr", 2};
-    td.PartitionData.items = &pd;
-    td.PartitionData.count = 1;
-    m.Acks = -1;
-    m.TopicData.items = &td;
-    m.TopicData.count = 1;
+    produce_req q;
+    produce_req_init(&q, "hr", 0, -1, b, l);
     for (int i = 0; i < h->rounds; i++) {
         int fd = wconnect(h->port);
         sl_buf req;
-        wrequest(&req, 0, 7, i, (wenc_fn)sl_ProduceRequest_encode, &m);
+        wrequest(&req, 0, 7, i, (wenc_fn)sl_ProduceRequest_encode, &q.m);
         wsend(fd, req.data, req.len);
         wsend(fd, req.data, req.len);
         sl_buf_deinit(&req);
@@ -519,14 +480,8 @@ static void *produce_and_close(void *arg)
 
 SL_TEST(clients_that_leave_before_their_acks_cost_nothing)
 {
-    sl_arena_init(&arena, 64 << 20);
     wbroker w;
-    wbroker_config(&w, NULL);
-    wbroker_start(&w);
-    int fd = wconnect(w.port);
-    int16_t err;
-    int32_t np;
-    metadata(fd, "hr", &err, &np);
+    int fd = start_with_topic(&w, "hr");
     enum { THREADS = 8, ROUNDS = 50 };
     pthread_t th[THREADS];
     hit_and_run h = {w.port, ROUNDS};
@@ -551,35 +506,19 @@ static int delete_topics_enc(const void *msg, sl_kwriter *w, int16_t version)
 
 SL_TEST(pipelined_admin_waits_for_the_produce_before_it)
 {
-    sl_arena_init(&arena, 64 << 20);
     wbroker w;
-    wbroker_config(&w, NULL);
-    wbroker_start(&w);
-    int fd = wconnect(w.port);
-    int16_t err;
-    int32_t np;
-    metadata(fd, "gone", &err, &np);
+    int fd = start_with_topic(&w, "gone");
     uint8_t b[4096];
     size_t l = wbatch(b, sizeof b, 3, 1);
-    sl_ProduceRequest m;
-    sl_ProduceRequest_init(&m);
-    sl_ProduceRequest_TopicProduceData td = {0};
-    sl_ProduceRequest_PartitionProduceData pd = {0};
-    pd.Records.ptr = b;
-    pd.Records.len = (int32_t)l;
-    td.Name = (sl_kstr){"gone", 4};
-    td.PartitionData.items = &pd;
-    td.PartitionData.count = 1;
-    m.Acks = -1;
-    m.TopicData.items = &td;
-    m.TopicData.count = 1;
+    produce_req q;
+    produce_req_init(&q, "gone", 0, -1, b, l);
     sl_DeleteTopicsRequest d;
     sl_DeleteTopicsRequest_init(&d);
     sl_kstr name = {"gone", 4};
     d.TopicNames.items = &name;
     d.TopicNames.count = 1;
     sl_buf r1, r2;
-    wrequest(&r1, 0, 7, 61, (wenc_fn)sl_ProduceRequest_encode, &m);
+    wrequest(&r1, 0, 7, 61, (wenc_fn)sl_ProduceRequest_encode, &q.m);
     wrequest(&r2, 20, 3, 62, delete_topics_enc, &d);
     SL_CHECK_OK(sl_buf_append(&r1, r2.data, r2.len));
     wsend(fd, r1.data, r1.len); /* one write: both arrive in the same read */
