@@ -32,7 +32,7 @@ demo:
 	@echo
 	@echo "Starting the broker on $(LISTEN) with data in $(DATA). Try it from another terminal:"
 	@echo "  echo 'k1:hello' | kcat -b $(LISTEN) -t demo -P -K:     # produce (acks=all, durable)"
-	@echo "  kcat -b $(LISTEN) -t demo -C -p 0 -o beginning -e -f '%k %s @%o\n'   # consume"
+	@printf '%s\n' "  kcat -b $(LISTEN) -t demo -C -p 0 -o beginning -e -f '%k %s @%o\n'   # consume"
 	@echo "  kcat -b $(LISTEN) -L                                    # metadata"
 	@echo "Ctrl-C stops it cleanly."
 	@echo

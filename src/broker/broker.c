@@ -283,8 +283,8 @@ int sl_broker_open(const sl_broker_config *cfg, sl_broker **out)
     int64_t t0 = sl_mono_ns(b->cfg.clock);
     rc = sl__topics_load(b);
     if (rc) goto fail;
-    load_cluster_id(b);
     int64_t t1 = sl_mono_ns(b->cfg.clock);
+    load_cluster_id(b);
     rc = sl__flusher_new(b, &b->flusher);
     if (!rc) rc = start_listening(b);
     if (rc) goto fail;
