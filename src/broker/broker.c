@@ -28,7 +28,6 @@
 #include "common/log.h"
 
 #define SL_DRAIN_MS 10000
-#define SL_RETENTION_CHECK_MS (5 * 60 * 1000)
 
 void sl_broker_config_default(sl_broker_config *cfg)
 {
@@ -45,6 +44,7 @@ void sl_broker_config_default(sl_broker_config *cfg)
     cfg->node_id = 0;
     cfg->max_connections = 10000;
     cfg->partitions_max = SL_PARTITIONS_MAX;
+    cfg->retention_check_ms = 5 * 60 * 1000;
     cfg->io = sl_fileio_system();
     cfg->clock = sl_clock_system();
     cfg->handle_signals = true;
@@ -226,9 +226,16 @@ static void on_stop_async(sl_loop *loop, void *arg)
 static void on_retention(sl_loop *loop, sl_timer *timer)
 {
     sl_broker *b = timer->arg;
-    for (sl_topic *t = sl__topic_next(b, NULL); t; t = sl__topic_next(b, t))
-        for (int32_t i = 0; i < t->npartitions; i++) sl_log_enforce_retention(t->partitions[i]->log);
-    sl_timer_start(loop, timer, SL_RETENTION_CHECK_MS);
+    for (sl_topic *t = sl__topic_next(b, NULL); t; t = sl__topic_next(b, t)) {
+        for (int32_t i = 0; i < t->npartitions; i++) {
+            sl_log *log = t->partitions[i]->log;
+            int n = sl_log_enforce_retention(log);
+            if (n > 0)
+                SL_INFO("broker", "retention deleted %d segment%s of %s-%d; log start is now %lld", n,
+                        n == 1 ? "" : "s", t->name, i, (long long)sl_log_start_offset(log));
+        }
+    }
+    sl_timer_start(loop, timer, b->cfg.retention_check_ms);
 }
 
 static int setup_signals(sl_broker *b)
@@ -289,7 +296,7 @@ int sl_broker_open(const sl_broker_config *cfg, sl_broker **out)
     if (!rc) rc = start_listening(b);
     if (rc) goto fail;
     sl_timer_init(&b->retention_timer, on_retention, b);
-    sl_timer_start(b->loop, &b->retention_timer, SL_RETENTION_CHECK_MS);
+    sl_timer_start(b->loop, &b->retention_timer, b->cfg.retention_check_ms);
     static const char *const modes[] = {"always", "interval", "os"};
     SL_INFO("broker", "listening on %s:%d (advertised %s:%d)", b->cfg.listen_host, b->port, b->cfg.advertise_host,
             b->cfg.advertise_port);

@@ -28,6 +28,7 @@ typedef struct sl_broker_config {
     int32_t node_id;
     int max_connections;
     int32_t partitions_max;          /* most partitions one topic may have */
+    int64_t retention_check_ms;      /* log.retention.check.interval.ms */
     sl_fileio *io;                   /* file I/O table (tests inject faults) */
     const sl_clock *clock;
     bool handle_signals;             /* stop on SIGTERM/SIGINT (off for in-process tests) */

@@ -541,3 +541,80 @@ SL_TEST(pipelined_admin_waits_for_the_produce_before_it)
     close(fd);
     wbroker_stop(&w);
 }
+
+static int create_topics_enc(const void *msg, sl_kwriter *w, int16_t version)
+{
+    return sl_CreateTopicsRequest_encode(msg, w, version);
+}
+
+/* CreateTopics v4 of one topic with the given configs (name/value pairs); returns its error code. */
+static int16_t create_topic(int fd, const char *topic, int32_t parts, const char *const *cfgs, int ncfg)
+{
+    sl_CreateTopicsRequest m;
+    sl_CreateTopicsRequest_init(&m);
+    sl_CreateTopicsRequest_CreatableTopic t;
+    sl_CreateTopicsRequest_CreatableTopicConfig c[8];
+    memset(&t, 0, sizeof t);
+    memset(c, 0, sizeof c);
+    t.Name = (sl_kstr){topic, (int32_t)strlen(topic)};
+    t.NumPartitions = parts;
+    t.ReplicationFactor = 1;
+    for (int i = 0; i < ncfg; i++) {
+        c[i].Name = (sl_kstr){cfgs[2 * i], (int32_t)strlen(cfgs[2 * i])};
+        c[i].Value = (sl_kstr){cfgs[2 * i + 1], (int32_t)strlen(cfgs[2 * i + 1])};
+    }
+    t.Configs.items = c;
+    t.Configs.count = ncfg;
+    m.Topics.items = &t;
+    m.Topics.count = 1;
+    m.timeoutMs = 5000;
+    sl_kreader r;
+    uint8_t *resp = wcall(fd, 19, 4, 71, create_topics_enc, &m, &r);
+    sl_CreateTopicsResponse cr;
+    SL_CHECK_OK(sl_CreateTopicsResponse_decode(&cr, &r, 4, &arena));
+    SL_CHECK_INT(cr.Topics.count, 1);
+    int16_t err = cr.Topics.items[0].ErrorCode;
+    sl_free(resp);
+    return err;
+}
+
+SL_TEST(retention_deletes_old_segments_through_the_broker)
+{
+    sl_arena_init(&arena, 64 << 20);
+    wbroker w;
+    wbroker_config(&w, NULL);
+    w.cfg.retention_check_ms = 50;
+    wbroker_start(&w);
+    int fd = wconnect(w.port);
+    static const char *const by_size[] = {"segment.bytes", "1024", "retention.bytes", "2048"};
+    SL_CHECK_INT(create_topic(fd, "rs", 1, by_size, 2), 0);
+    static const char *const bad[] = {"retention.ms", "soon"};
+    SL_CHECK_INT(create_topic(fd, "rbad", 1, bad, 1), SL_KERR_INVALID_CONFIG);
+    uint8_t b[4096];
+    int64_t now = (int64_t)time(NULL) * 1000, base;
+    for (int i = 0; i < 40; i++) {
+        size_t l = wbatch(b, sizeof b, 4, now); /* ~220 bytes: a segment holds 4 */
+        SL_CHECK_INT(produce(fd, "rs", 0, -1, b, l, &base), 0);
+    }
+    /* Within a few checks the oldest segments are gone and the log start moved. */
+    fetched f;
+    int64_t start = 0;
+    for (int tries = 0; tries < 100 && start == 0; tries++) {
+        usleep(20000);
+        fetch(fd, "rs", 0, 150, 0, 1, &f);
+        start = f.log_start;
+        sl_free(f.frame);
+    }
+    SL_CHECK(start > 0 && start < 160);
+    SL_CHECK_INT(f.hw, 160);
+    fetch(fd, "rs", 0, 0, 0, 1, &f);
+    SL_CHECK_INT(f.err, SL_KERR_OFFSET_OUT_OF_RANGE);
+    sl_free(f.frame);
+    fetch(fd, "rs", 0, start, 0, 1, &f); /* what is left is readable */
+    SL_CHECK_INT(f.err, 0);
+    SL_CHECK(f.len > 0);
+    SL_CHECK_INT((int64_t)sl_be64(f.records), start);
+    sl_free(f.frame);
+    close(fd);
+    wbroker_stop(&w);
+}
