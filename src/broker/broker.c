@@ -45,6 +45,7 @@ void sl_broker_config_default(sl_broker_config *cfg)
     cfg->max_connections = 10000;
     cfg->partitions_max = SL_PARTITIONS_MAX;
     cfg->retention_check_ms = 5 * 60 * 1000;
+    cfg->queued_max_bytes = 512LL << 20;
     cfg->io = sl_fileio_system();
     cfg->clock = sl_clock_system();
     cfg->handle_signals = true;
@@ -280,6 +281,7 @@ int sl_broker_open(const sl_broker_config *cfg, sl_broker **out)
     b->cfg = *cfg;
     b->lock_fd = b->listen_fd = b->signal_fd = -1;
     sl_link_init(&b->conns);
+    sl_link_init(&b->mem_waiters);
     if (!b->cfg.t_exec_ns) b->cfg.t_exec_ns = sl_mono_ns(b->cfg.clock);
     signal(SIGPIPE, SIG_IGN);
     int rc = lock_data_dir(b);

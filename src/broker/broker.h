@@ -29,6 +29,7 @@ typedef struct sl_broker_config {
     int max_connections;
     int32_t partitions_max;          /* most partitions one topic may have */
     int64_t retention_check_ms;      /* log.retention.check.interval.ms */
+    int64_t queued_max_bytes;        /* received request bytes held at once, all connections (queued.max.request.bytes) */
     sl_fileio *io;                   /* file I/O table (tests inject faults) */
     const sl_clock *clock;
     bool handle_signals;             /* stop on SIGTERM/SIGINT (off for in-process tests) */

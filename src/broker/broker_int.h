@@ -129,6 +129,8 @@ struct sl_conn {
     sl_defer defer;
     sl_defer pump_defer;  /* sl__conn_pump_later */
     sl_link link;         /* broker's connection list */
+    sl_link mem_link;     /* in broker->mem_waiters while mem_wait */
+    bool mem_wait;        /* waiting for the broker-wide request budget */
 };
 
 typedef struct sl_flusher sl_flusher;
@@ -146,6 +148,9 @@ struct sl_broker {
     bool stopping;
     sl_link conns;
     int nconns;
+    int64_t queued_bytes;      /* frame bytes of all live requests (bounded by cfg.queued_max_bytes) */
+    sl_link mem_waiters;       /* connections that stopped reading until queued_bytes drops */
+    int64_t mem_waits;         /* times a connection had to wait for the budget */
     char cluster_id[32];
     /* topics */
     sl_topic **topic_hash;

@@ -45,6 +45,7 @@ int sl__conn_accept(sl_broker *broker, int fd, const char *peer)
     conn->rbuf = sl_malloc(SL_CONN_RBUF);
     sl_outq_init(&conn->outq);
     sl_link_insert_tail(&broker->conns, &conn->link);
+    sl_link_init(&conn->mem_link);
     broker->nconns++;
     int rc = sl_io_start(broker->loop, &conn->io, fd, SL_IO_READ, conn_on_io, conn);
     if (rc) {
@@ -55,8 +56,42 @@ int sl__conn_accept(sl_broker *broker, int fd, const char *peer)
     return 0;
 }
 
+static void wait_for_memory(sl_conn *conn)
+{
+    sl_broker *b = conn->broker;
+    if (b->mem_waits++ == 0)
+        SL_WARN("conn", "received requests hold %lld bytes, the budget (queued_max_bytes %lld): connections "
+                "wait before reading more (logged once)", (long long)b->queued_bytes,
+                (long long)b->cfg.queued_max_bytes);
+    conn->mem_wait = true;
+    if (sl_link_empty(&conn->mem_link)) sl_link_insert_tail(&conn->broker->mem_waiters, &conn->mem_link);
+}
+
+/* Memory came back: every waiting connection tries again at the end of the turn. */
+static void wake_memory_waiters(sl_broker *b)
+{
+    while (!sl_link_empty(&b->mem_waiters) && b->queued_bytes < b->cfg.queued_max_bytes) {
+        sl_conn *conn = SL_CONTAINER(b->mem_waiters.next, sl_conn, mem_link);
+        sl_link_remove(&conn->mem_link);
+        conn->mem_wait = false;
+        sl__conn_pump_later(conn);
+    }
+}
+
+/*
+ * A request with its own frame buffer, charged to the broker-wide budget of
+ * received bytes. NULL when the budget is spent (the connection then waits
+ * for memory); an empty broker always admits one, so a frame bigger than
+ * the rest of the budget cannot wait forever.
+ */
 static sl_request *request_new(sl_conn *conn, size_t frame_len)
 {
+    sl_broker *b = conn->broker;
+    if (b->queued_bytes > 0 && b->queued_bytes + (int64_t)frame_len > b->cfg.queued_max_bytes) {
+        wait_for_memory(conn);
+        return NULL;
+    }
+    b->queued_bytes += (int64_t)frame_len;
     sl_request *req = SL_NEW(sl_request);
     req->conn = conn;
     req->state = SL_REQ_QUEUED;
@@ -76,7 +111,11 @@ static void request_free(sl_request *req)
     }
     sl_arena_deinit(&req->arena);
     sl_free(req->frame);
+    sl_broker *b = req->conn->broker;
+    b->queued_bytes -= (int64_t)req->frame_len;
+    SL_ASSERT(b->queued_bytes >= 0);
     sl_free(req);
+    wake_memory_waiters(b);
 }
 
 static void enqueue(sl_conn *conn, sl_request *req)
@@ -90,7 +129,7 @@ static void enqueue(sl_conn *conn, sl_request *req)
 
 static bool over_limits(const sl_conn *conn)
 {
-    return conn->nreq >= SL_CONN_MAX_REQUESTS || conn->outq.bytes >= SL_CONN_MAX_OUT_BYTES;
+    return conn->nreq >= SL_CONN_MAX_REQUESTS || conn->outq.bytes >= SL_CONN_MAX_OUT_BYTES || conn->mem_wait;
 }
 
 static void set_reading(sl_conn *conn, bool on)
@@ -119,6 +158,7 @@ static int parse_frames(sl_conn *conn)
                 if (need > SL_CONN_RBUF - off || need > SL_CONN_RBUF / 2) {
                     /* Too big to assemble here: read the rest straight into its own buffer. */
                     sl_request *req = request_new(conn, need);
+                    if (!req) break;
                     memcpy(req->frame, conn->rbuf + off, have);
                     conn->partial = req;
                     conn->partial_have = have;
@@ -136,6 +176,7 @@ static int parse_frames(sl_conn *conn)
             return -1;
         }
         sl_request *req = request_new(conn, flen);
+        if (!req) break;
         memcpy(req->frame, conn->rbuf + off, flen);
         enqueue(conn, req);
         off += flen;
@@ -231,6 +272,7 @@ static void conn_free(sl_loop *loop, void *arg)
     (void)loop;
     SL_ASSERT(conn->closed && conn->nwaiting_produce == 0);
     sl_loop_undefer(conn->broker->loop, &conn->pump_defer);
+    sl_link_remove(&conn->mem_link);
     while (conn->head) pop_head(conn);
     if (conn->partial) request_free(conn->partial);
     sl_outq_clear(&conn->outq);
@@ -376,6 +418,8 @@ void sl__conn_close(sl_conn *conn, const char *why)
     close(conn->fd);
     conn->fd = -1;
     sl_link_remove(&conn->link);
+    sl_link_remove(&conn->mem_link);
+    conn->mem_wait = false;
     conn->broker->nconns--;
     sl_outq_clear(&conn->outq);
     for (sl_request *req = conn->head; req; req = req->next)

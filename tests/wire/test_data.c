@@ -6,6 +6,8 @@
 #include <time.h>
 #include "wire.h"
 #include "common/fileio.h"
+#include "storage/batch.h"
+#include "broker/broker_int.h"
 
 static sl_arena arena;
 
@@ -617,4 +619,68 @@ SL_TEST(retention_deletes_old_segments_through_the_broker)
     sl_free(f.frame);
     close(fd);
     wbroker_stop(&w);
+}
+
+typedef struct big_producer {
+    int port;
+    int count;
+    int failures;
+} big_producer;
+
+/* Produces `count` batches of one 40 KB record, acks=all, each on the same connection. */
+static void *produce_big(void *arg)
+{
+    big_producer *bp = arg;
+    static const uint8_t value[40000];
+    sl_record_in rec = {.timestamp = 1, .value = value, .value_len = (int32_t)sizeof value};
+    sl_batch_header h = {.Magic = 2, .PartitionLeaderEpoch = -1, .ProducerId = -1, .ProducerEpoch = -1,
+                         .BaseSequence = -1};
+    uint8_t *b = sl_malloc(sizeof value + 200);
+    size_t l = sl_batch_encode(b, sizeof value + 200, &h, &rec, 1);
+    SL_CHECK(l > 40000);
+    int fd = wconnect(bp->port);
+    for (int i = 0; i < bp->count; i++) {
+        int64_t base;
+        uint8_t *copy = sl_malloc(l);
+        memcpy(copy, b, l);
+        if (produce(fd, "mem", 0, -1, copy, l, &base) != 0) bp->failures++;
+        sl_free(copy);
+    }
+    close(fd);
+    sl_free(b);
+    return NULL;
+}
+
+SL_TEST(a_small_request_budget_slows_clients_but_loses_nothing)
+{
+    sl_arena_init(&arena, 64 << 20);
+    wbroker w;
+    wbroker_config(&w, NULL);
+    w.cfg.queued_max_bytes = 100000; /* about two of the 40 KB produces at a time, for all connections */
+    wbroker_start(&w);
+    int fd = wconnect(w.port);
+    int16_t err;
+    int32_t np;
+    metadata(fd, "mem", &err, &np);
+    enum { THREADS = 6, EACH = 15 };
+    pthread_t th[THREADS];
+    big_producer bp[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        bp[i] = (big_producer){w.port, EACH, 0};
+        pthread_create(&th[i], NULL, produce_big, &bp[i]);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        SL_CHECK_INT(bp[i].failures, 0);
+    }
+    fetched f;
+    fetch(fd, "mem", 0, 0, 0, 1, &f);
+    SL_CHECK_INT(f.hw, THREADS * EACH);
+    sl_free(f.frame);
+    close(fd);
+    sl_broker_shutdown(w.broker);
+    pthread_join(w.thread, NULL); /* the broker thread is done: its counters can be read */
+    SL_CHECK(w.broker->mem_waits > 0);     /* the budget did make connections wait */
+    SL_CHECK_INT(w.broker->queued_bytes, 0); /* and every byte of it came back */
+    sl_broker_close(w.broker);
 }
