@@ -203,39 +203,39 @@ static int run_produce(const opts *o)
     return failed ? 1 : 0;
 }
 
+/* Reads every partition from the beginning into one queue, in batches (no group, no per-message poll). */
 static int run_consume(const opts *o)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     set(conf, "bootstrap.servers", o->bootstrap);
-    set(conf, "group.id", "sl-loadgen");
-    set(conf, "enable.auto.commit", "false");
-    set(conf, "fetch.message.max.bytes", "10485760");
+    set(conf, "fetch.message.max.bytes", "4194304");
     set(conf, "queued.max.messages.kbytes", "1048576");
     char err[256];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!rk) die("consumer: %s", err);
-    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new((int)o->partitions);
-    for (int i = 0; i < o->partitions; i++)
-        rd_kafka_topic_partition_list_add(parts, o->topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    if (rd_kafka_assign(rk, parts)) die("%s", "assign failed");
-    rd_kafka_topic_partition_list_destroy(parts);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, o->topic, NULL);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    for (int32_t i = 0; i < o->partitions; i++)
+        if (rd_kafka_consume_start_queue(rkt, i, RD_KAFKA_OFFSET_BEGINNING, q) == -1)
+            die("consume_start: %s", rd_kafka_err2str(rd_kafka_last_error()));
+    static rd_kafka_message_t *batch[10000];
     long got = 0;
     int64_t start = 0, last = 0, idle_since = now_ns();
     while (got < o->count) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
-        if (!m) {
-            if (now_ns() - idle_since > 30000000000LL) die("%s", "no progress for 30 s");
-            continue;
+        ssize_t n = rd_kafka_consume_batch_queue(q, 100, batch, 10000);
+        if (n <= 0 && now_ns() - idle_since > 30000000000LL) die("%s", "no progress for 30 s");
+        for (ssize_t i = 0; i < n; i++) {
+            if (!batch[i]->err) {
+                if (!start) start = now_ns();
+                got++;
+            }
+            rd_kafka_message_destroy(batch[i]);
         }
-        if (!m->err) {
-            if (!start) start = now_ns();
-            got++;
-            last = now_ns();
-            idle_since = last;
-        }
-        rd_kafka_message_destroy(m);
+        if (n > 0) last = idle_since = now_ns();
     }
-    rd_kafka_consumer_close(rk);
+    for (int32_t i = 0; i < o->partitions; i++) rd_kafka_consume_stop(rkt, i);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_topic_destroy(rkt);
     rd_kafka_destroy(rk);
     report(o, "consume", got, last > start ? (double)(last - start) / 1e9 : 0, NULL, 0);
     return 0;
