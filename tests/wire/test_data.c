@@ -128,11 +128,10 @@ static void fetch(int fd, const char *topic, int32_t part, int64_t offset, int32
     out->len = pd->Records.len;
 }
 
-/* The usual start of a test: a broker, a connection, and an auto-created topic. */
-static int start_with_topic(wbroker *w, const char *topic)
+/* Starts an already configured broker, connects, and auto-creates a topic. */
+static int start_configured(wbroker *w, const char *topic)
 {
     sl_arena_init(&arena, 64 << 20);
-    wbroker_config(w, NULL);
     wbroker_start(w);
     int fd = wconnect(w->port);
     int16_t err;
@@ -140,6 +139,13 @@ static int start_with_topic(wbroker *w, const char *topic)
     metadata(fd, topic, &err, &np);
     SL_CHECK_INT(err, 0);
     return fd;
+}
+
+/* The usual start of a test: a broker with the default config, a connection, and a topic. */
+static int start_with_topic(wbroker *w, const char *topic)
+{
+    wbroker_config(w, NULL);
+    return start_configured(w, topic);
 }
 
 SL_TEST(produce_then_fetch_returns_the_same_bytes)
@@ -198,16 +204,12 @@ SL_TEST(produce_then_fetch_returns_the_same_bytes)
 
 SL_TEST(produce_errors)
 {
-    sl_arena_init(&arena, 64 << 20);
     wbroker w;
     wbroker_config(&w, NULL);
     w.cfg.message_max_bytes = 200;
-    wbroker_start(&w);
-    int fd = wconnect(w.port);
+    int fd = start_configured(&w, "t"); /* checks the topic was created */
     int16_t err;
     int32_t np;
-    metadata(fd, "t", &err, &np);
-    SL_CHECK_INT(err, 0);
     metadata(fd, "bad/name", &err, &np);
     SL_CHECK_INT(err, SL_KERR_INVALID_TOPIC_EXCEPTION);
     uint8_t b[4096];
@@ -309,17 +311,12 @@ SL_TEST(fetch_long_polls_until_data_or_timeout)
 
 SL_TEST(failing_fsync_is_a_storage_error_and_loses_nothing_acked)
 {
-    sl_arena_init(&arena, 64 << 20);
     sl_fileio_fault_cfg fc = {.fail_write_nth = 0, .fail_sync_nth = 0, .enospc_after = -1};
     sl_fileio *io = sl_fileio_fault_new(&fc);
     wbroker w;
     wbroker_config(&w, NULL);
     w.cfg.io = io;
-    wbroker_start(&w);
-    int fd = wconnect(w.port);
-    int16_t err;
-    int32_t np;
-    metadata(fd, "f", &err, &np);
+    int fd = start_configured(&w, "f");
     uint8_t b[4096], acked[4096];
     size_t l = wbatch(b, sizeof b, 3, 1), acked_len = l;
     memcpy(acked, b, l);
@@ -374,17 +371,12 @@ SL_TEST(request_behind_a_parked_fetch_is_answered_after_it)
 
 SL_TEST(full_disk_is_a_storage_error_and_recovers)
 {
-    sl_arena_init(&arena, 64 << 20);
     sl_fileio_fault_cfg fc = {.enospc_after = -1};
     sl_fileio *io = sl_fileio_fault_new(&fc);
     wbroker w;
     wbroker_config(&w, NULL);
     w.cfg.io = io;
-    wbroker_start(&w);
-    int fd = wconnect(w.port);
-    int16_t err;
-    int32_t np;
-    metadata(fd, "full", &err, &np);
+    int fd = start_configured(&w, "full");
     uint8_t b[4096];
     size_t l = wbatch(b, sizeof b, 4, 1);
     int64_t base;
@@ -653,15 +645,10 @@ static void *produce_big(void *arg)
 
 SL_TEST(a_small_request_budget_slows_clients_but_loses_nothing)
 {
-    sl_arena_init(&arena, 64 << 20);
     wbroker w;
     wbroker_config(&w, NULL);
     w.cfg.queued_max_bytes = 100000; /* about two of the 40 KB produces at a time, for all connections */
-    wbroker_start(&w);
-    int fd = wconnect(w.port);
-    int16_t err;
-    int32_t np;
-    metadata(fd, "mem", &err, &np);
+    int fd = start_configured(&w, "mem");
     enum { THREADS = 6, EACH = 15 };
     pthread_t th[THREADS];
     big_producer bp[THREADS];
