@@ -5,6 +5,9 @@
 #                 then rebuild with clang + ASan/UBSan and run the unit, wire, fuzz-corpus and
 #                 real-client tests again (the clients drive the sanitized broker)
 #   make fuzz     libFuzzer on every fuzz target (FUZZ_SECONDS each, default 60)
+#   make bench    Sluice vs Redis Streams, NATS JetStream, librdkafka's mock broker and this
+#                 machine's disk and loopback limits: bench/results/latest.md + charts
+#                 (BENCH_ARGS=--quick for a short smoke run)
 #   make crash-long  the kill -9 crash test with 200 iterations
 #   make check    source rules (banned calls, file and function size ratchet)
 #   make format   clang-format every source file
@@ -16,7 +19,9 @@ FUZZ_SECONDS ?= 60
 DATA ?= ./data
 LISTEN ?= 127.0.0.1:9092
 
-.PHONY: all build demo test test-main test-asan fuzz crash-long check format clean
+BENCH_ARGS ?=
+
+.PHONY: all build demo test test-main test-asan fuzz bench crash-long check format clean
 
 all: build
 
@@ -64,6 +69,12 @@ fuzz:
 		echo "fuzzing $$name for $(FUZZ_SECONDS)s"; \
 		$$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 $(FUZZ_BUILD)/corpus-$$name fuzz/corpus/$$name || exit 1; \
 	done
+
+bench:
+	@scripts/deps.sh bench
+	cmake -S . -B $(BUILD) -DSL_WERROR=ON >/dev/null
+	cmake --build $(BUILD) -j$(JOBS) --target sluice sl_limits sl_peergen
+	/usr/bin/python3 bench/run.py --build $(BUILD) $(BENCH_ARGS)
 
 crash-long: build
 	ITER=200 SLUICE_BIN=$(BUILD)/sluice SLUICE_TOOLS=$(BUILD)/tools SLUICE_SRC=$(CURDIR) \

@@ -80,7 +80,7 @@ def main():
             times.append(ms)
         print(f'start-up, exec to first accepted connection, {runs} runs, {topics} topics: '
               f'median {statistics.median(times):.1f} ms, max {max(times):.1f} ms '
-              f'(broker log: ready in {ready})')
+              f'(broker log: {ready})')
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

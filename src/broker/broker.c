@@ -282,6 +282,8 @@ int sl_broker_open(const sl_broker_config *cfg, sl_broker **out)
     b->lock_fd = b->listen_fd = b->signal_fd = -1;
     sl_link_init(&b->conns);
     sl_link_init(&b->mem_waiters);
+    /* A quarter of the request budget, at most 64 MiB, stays mapped for reuse. */
+    sl_bufpool_init(&b->frames, (size_t)SL_MIN(b->cfg.queued_max_bytes / 4, (int64_t)64 << 20));
     if (!b->cfg.t_exec_ns) b->cfg.t_exec_ns = sl_mono_ns(b->cfg.clock);
     signal(SIGPIPE, SIG_IGN);
     int rc = lock_data_dir(b);
@@ -347,5 +349,6 @@ void sl_broker_close(sl_broker *b)
     sl_loop_free(b->loop);
     if (b->lock_fd >= 0) close(b->lock_fd);
     if (b->stopping || !b->loop) SL_INFO("broker", "stopped");
+    sl_bufpool_deinit(&b->frames);
     sl_free(b);
 }

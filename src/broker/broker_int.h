@@ -17,6 +17,7 @@
 #include "broker/broker.h"
 #include "common/arena.h"
 #include "common/buf.h"
+#include "common/bufpool.h"
 #include "kafka/wire.h"
 #include "kafka/header.h"
 #include "kafka/api.h"
@@ -99,6 +100,7 @@ struct sl_request {
     sl_kreq_header hdr;
     uint8_t *frame;      /* owned: the whole frame including the 4-byte size */
     size_t frame_len;
+    size_t frame_cap;    /* its capacity, for broker->frames */
     const uint8_t *body; /* past the header */
     size_t body_len;
     sl_arena arena;
@@ -149,6 +151,7 @@ struct sl_broker {
     sl_link conns;
     int nconns;
     int64_t queued_bytes;      /* frame bytes of all live requests (bounded by cfg.queued_max_bytes) */
+    sl_bufpool frames;         /* freed large frame buffers kept mapped for the next (common/bufpool.h) */
     sl_link mem_waiters;       /* connections that stopped reading until queued_bytes drops */
     int64_t mem_waits;         /* times a connection had to wait for the budget */
     char cluster_id[32];

@@ -95,7 +95,7 @@ static sl_request *request_new(sl_conn *conn, size_t frame_len)
     sl_request *req = SL_NEW(sl_request);
     req->conn = conn;
     req->state = SL_REQ_QUEUED;
-    req->frame = sl_malloc(frame_len);
+    req->frame = sl_bufpool_get(&b->frames, frame_len, &req->frame_cap);
     req->frame_len = frame_len;
     sl_arena_init(&req->arena, SL_REQ_ARENA_MAX);
     sl_buf_init(&req->out, SL_RESP_MAX_BYTES);
@@ -110,8 +110,8 @@ static void request_free(sl_request *req)
         sl_buf_deinit(&req->out);
     }
     sl_arena_deinit(&req->arena);
-    sl_free(req->frame);
     sl_broker *b = req->conn->broker;
+    sl_bufpool_put(&b->frames, req->frame, req->frame_cap);
     b->queued_bytes -= (int64_t)req->frame_len;
     SL_ASSERT(b->queued_bytes >= 0);
     sl_free(req);

@@ -29,6 +29,7 @@
 #include "broker/broker_int.h"
 #include "common/alloc.h"
 #include "common/error.h"
+#include "common/hist.h"
 #include "common/log.h"
 
 typedef struct sl_round_item {
@@ -55,6 +56,9 @@ struct sl_flusher {
     sl_defer start_defer;
     sl_timer interval_timer;
     int64_t rounds, syncs;
+    int64_t round_start_ns;    /* loop thread: when the round out was started */
+    sl_hist round_us;          /* loop thread: start_round -> finish_round, the wait an ack sees */
+    sl_hist sync_us;           /* under mu: one round's fdatasyncs on the sync thread */
 };
 
 static void *sync_main(void *arg)
@@ -67,8 +71,11 @@ static void *sync_main(void *arg)
         int n = f->nitems;
         sl_round_item *items = f->items;
         pthread_mutex_unlock(&f->mu);
+        int64_t t0 = sl_mono_ns(f->broker->cfg.clock);
         for (int i = 0; i < n; i++) items[i].rc = sl_log_sync_run(items[i].job);
+        int64_t t1 = sl_mono_ns(f->broker->cfg.clock);
         pthread_mutex_lock(&f->mu);
+        sl_hist_record(&f->sync_us, (uint64_t)(t1 - t0) / 1000);
         f->round_ran = true;
         pthread_cond_broadcast(&f->cond);
         sl_async_send(f->done_async);
@@ -106,6 +113,7 @@ static void start_round(sl_flusher *f)
     pthread_mutex_unlock(&f->mu);
     f->rounds++;
     f->syncs += n;
+    f->round_start_ns = sl_mono_ns(f->broker->cfg.clock);
 }
 
 static void finish_round(sl_flusher *f)
@@ -124,6 +132,7 @@ static void finish_round(sl_flusher *f)
     }
     f->nitems = 0;
     f->round_out = false;
+    sl_hist_record(&f->round_us, (uint64_t)(sl_mono_ns(f->broker->cfg.clock) - f->round_start_ns) / 1000);
 }
 
 static void on_done(sl_loop *loop, void *arg)
@@ -194,6 +203,8 @@ int sl__flusher_new(sl_broker *broker, sl_flusher **out)
 {
     sl_flusher *f = SL_NEW(sl_flusher);
     f->broker = broker;
+    sl_hist_init(&f->round_us);
+    sl_hist_init(&f->sync_us);
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cond, NULL);
     int rc = sl_async_new(broker->loop, on_done, f, &f->done_async);
@@ -227,7 +238,12 @@ void sl__flusher_free(sl_flusher *f)
     }
     sl_timer_stop(f->broker->loop, &f->interval_timer);
     sl_async_free(f->broker->loop, f->done_async);
-    SL_INFO("flusher", "%lld sync rounds, %lld partition syncs", (long long)f->rounds, (long long)f->syncs);
+    SL_INFO("flusher", "%lld sync rounds, %lld partition syncs; round us p50 %llu p99 %llu max %llu; "
+            "fdatasyncs of a round us p50 %llu p99 %llu max %llu", (long long)f->rounds, (long long)f->syncs,
+            (unsigned long long)sl_hist_percentile(&f->round_us, 50),
+            (unsigned long long)sl_hist_percentile(&f->round_us, 99), (unsigned long long)f->round_us.max,
+            (unsigned long long)sl_hist_percentile(&f->sync_us, 50),
+            (unsigned long long)sl_hist_percentile(&f->sync_us, 99), (unsigned long long)f->sync_us.max);
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->cond);
     sl_free(f->items);

@@ -1,11 +1,12 @@
 /*
  * main.c - the `sluice` command.
  *
- *   sluice broker [options]   run the Kafka-compatible broker
+ *   sluice broker [options]           run the Kafka-compatible broker
+ *   sluice bench produce|consume ...  measure any Kafka broker (bench.c)
  *   sluice --help | --version
  *
- * Later subcommands (up, demo, bench) join here; each parses its own
- * options and says what every one of them does under --help.
+ * Later subcommands (up, demo) join here; each parses its own options and
+ * says what every one of them does under --help.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 #include "broker/broker.h"
+#include "cli/cli.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "sluice/sluice.h"
@@ -28,6 +30,7 @@ static void usage_main(FILE *out)
             "\n"
             "commands:\n"
             "  broker     run the broker (Kafka wire protocol; every Kafka client works)\n"
+            "  bench      measure a Kafka broker (this one or any other): throughput, latency\n"
             "\n"
             "  sluice <command> --help   explains a command's options\n"
             "  sluice --version          prints the version\n",
@@ -187,6 +190,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(argv[1], "broker") == 0) return cmd_broker(argc - 1, argv + 1, t_exec_ns);
+    if (strcmp(argv[1], "bench") == 0) return sl_cli_bench(argc - 1, argv + 1);
     fprintf(stderr, "sluice: unknown command '%s'; see 'sluice --help'\n", argv[1]);
     return 2;
 }

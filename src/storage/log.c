@@ -10,6 +10,15 @@
  * (one pwritev of at most 1 MiB + the append's size, whenever the space
  * ahead dropped below preallocate_bytes - 1 MiB).
  *
+ * Zero-filling pays where syncs are small and frequent: an fdatasync of
+ * blocks already written and synced skips block allocation and the size
+ * update. At high append rates the syncs are large, that saving vanishes
+ * in them, and the zeros double the bytes copied into the page cache and
+ * written to the device (measured: 16 partitions at 130 MB/s, 3x the disk
+ * writes and 1.3x the broker CPU). So with preallocate_rate_max set, a log
+ * that appended faster than that over its last whole 100 ms window stops
+ * zero-filling and simply extends the file, until its rate drops again.
+ *
  * Roll: when an append would pass segment_bytes, or the active segment's
  * first append is older than segment_ms, a new segment named after the log
  * end is created first (nothing changes if that fails), then the old one
@@ -61,6 +70,8 @@ int sl_log_config_check(const sl_log_config *cfg, const char **why)
         w = "index_interval_bytes must be >= 0";
     else if (cfg->preallocate_bytes < 0 || cfg->preallocate_bytes > SL_LOG_PREALLOCATE_BYTES_MAX)
         w = "preallocate_bytes must be 0..1 GiB";
+    else if (cfg->preallocate_rate_max < 0)
+        w = "preallocate_rate_max must be >= 0";
     if (why) *why = w;
     return w ? SL_EINVAL : 0;
 }
@@ -282,8 +293,25 @@ static int write_blob(sl_log *log, sl__segment *a, const uint8_t *p, size_t len)
     return sl__io_err(err);
 }
 
+/* Counts appended bytes in windows of SL__RATE_WINDOW_MS; true while the last whole window was fast. */
+static bool appending_fast(sl_log *log, size_t len)
+{
+    if (log->cfg.preallocate_rate_max <= 0) return false;
+    int64_t now = sl_mono_ms(log->clock);
+    int64_t elapsed = now - log->rate_window_start_ms;
+    if (elapsed >= SL__RATE_WINDOW_MS) {
+        /* An idle gap of several windows counts as slow: the rate is over the whole gap. */
+        log->rate_fast = log->rate_window_bytes * 1000 > log->cfg.preallocate_rate_max * elapsed;
+        log->rate_window_start_ms = now;
+        log->rate_window_bytes = 0;
+    }
+    log->rate_window_bytes += (int64_t)len;
+    return log->rate_fast;
+}
+
 void sl__log_prealloc(sl_log *log, sl__segment *a, size_t len)
 {
+    if (appending_fast(log, len)) return;
     int64_t want = log->cfg.preallocate_bytes;
     int64_t target = SL_MIN(a->size + want, log->cfg.segment_bytes);
     int64_t step = SL_MIN(want / 2, SL__PREALLOC_STEP);

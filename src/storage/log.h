@@ -36,6 +36,7 @@ typedef struct sl_log_config {
     int64_t retention_ms;         /* -1 = unlimited (retention.ms, 7 days) */
     int32_t index_interval_bytes; /* a sparse index entry every this many bytes (4096); 0 = every batch */
     int64_t preallocate_bytes;    /* keep the active segment zero-filled this far past its end; 0 = off */
+    int64_t preallocate_rate_max; /* ...but only while it appends fewer bytes/s than this; 0 = at any rate */
     bool hw_on_append;            /* true: HW = end after each append; false: HW = durable end */
 } sl_log_config;
 

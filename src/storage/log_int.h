@@ -28,6 +28,7 @@
 #define SL__INDEX_CACHE      8 /* sealed segments with their index in memory */
 #define SL__CKPT_EVERY_BYTES ((int64_t)16 << 20)
 #define SL__PREALLOC_STEP    ((int64_t)1 << 20) /* most zeros written by one extension (+ the append) */
+#define SL__RATE_WINDOW_MS   100                 /* append rate measured over windows this long */
 
 typedef struct sl__logpos {
     int64_t offset;
@@ -58,6 +59,9 @@ struct sl_log {
     bool failed;
     bool prealloc_failing; /* the last pre-allocation failed (logged once) */
     bool append_failing;   /* the last append failed (logged once) */
+    bool rate_fast;        /* the last whole rate window appended more than preallocate_rate_max */
+    int64_t rate_window_start_ms;
+    int64_t rate_window_bytes;
     sl__logpos durable;
     sl__logpos hw;
     sl__ckpt ckpt;        /* as last written */

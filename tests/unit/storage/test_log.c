@@ -276,6 +276,38 @@ SL_TEST(log_preallocation_trimmed_on_close)
     SL_CHECK_INT(tu_file_size(tu_seg_path(dir, 0, ".log")), data);
 }
 
+/* A fast-appending log stops zero-filling (the file grows with its data); a slow one goes back to it. */
+SL_TEST(log_preallocation_only_while_slow)
+{
+    sl_log_config cfg = tu_config();
+    cfg.preallocate_bytes = 1 << 16;
+    cfg.preallocate_rate_max = 1 << 20; /* 1 MiB/s */
+    sl_clock clock;
+    sl_clock_sim_init(&clock, 1700000000000);
+    const char *dir = tu_path("t-0");
+    sl_log *log;
+    SL_CHECK_OK(sl_log_open(dir, &cfg, sl_fileio_system(), &clock, &log));
+    /* ~10 KiB every 1 ms: ~10 MB/s. The first window still pre-allocates. */
+    for (int i = 0; i < 400; i++) {
+        tu_append(log, 10, 1000, 0);
+        sl_clock_sim_advance(&clock, 1000000);
+    }
+    int64_t data = sl_log_size_bytes(log);
+    SL_CHECK_INT(tu_file_size(tu_seg_path(dir, 0, ".log")), data); /* the zeros ahead were used up, none added */
+    /* ~1 KiB every 50 ms: 20 KB/s; once the fast window is over, zero-filling resumes. */
+    for (int i = 0; i < 10; i++) {
+        tu_append(log, 1, 1000, 0);
+        sl_clock_sim_advance(&clock, 50 * 1000000LL);
+    }
+    data = sl_log_size_bytes(log);
+    SL_CHECK(tu_file_size(tu_seg_path(dir, 0, ".log")) >= data + (1 << 15));
+    sl_log_close(log);
+    SL_CHECK_INT(tu_file_size(tu_seg_path(dir, 0, ".log")), data);
+    cfg.preallocate_rate_max = -1;
+    const char *why = NULL;
+    SL_CHECK_INT(sl_log_config_check(&cfg, &why), SL_EINVAL);
+}
+
 SL_TEST(log_config_checks)
 {
     sl_log_config cfg = tu_config();

@@ -1,7 +1,8 @@
 /*
- * sl_loadgen - a Kafka load generator on librdkafka, for any Kafka broker.
+ * bench.c - `sluice bench`: a Kafka load generator on librdkafka, for any
+ * Kafka broker (Sluice's own, or any other, to compare).
  *
- *   sl_loadgen produce|consume --bootstrap HOST:PORT --topic T [options]
+ *   sluice bench produce|consume --bootstrap HOST:PORT --topic T [options]
  *
  * produce: N producer threads, each its own client, send fixed-size
  * messages round-robin over the partitions (explicitly, so every partition
@@ -12,18 +13,27 @@
  * --count (default 1,000,000) or --seconds stops it, and a run that stops
  * making progress for 30 s fails.
  *
+ * --bootstrap mock produces into librdkafka's in-process mock broker
+ * (memory only, over loopback): what the client itself can push, the
+ * ceiling every broker figure is compared with.
+ *
  * Output: one human line, and with --json one JSON object per run.
  */
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "cli/cli.h"
+#include "common/alloc.h"
 #include "common/hist.h"
 
 typedef struct opts {
@@ -32,6 +42,8 @@ typedef struct opts {
     double seconds, rate;
     int acks;
     int json;
+    int nprops;
+    const char *props[16]; /* --set key=value: any librdkafka property, applied last */
 } opts;
 
 typedef struct worker {
@@ -40,6 +52,8 @@ typedef struct worker {
     pthread_t thread;
     sl_hist hist;
     long sent, acked, failed;
+    rd_kafka_t *rk;
+    _Atomic bool polling; /* paced runs: a poller thread serves delivery reports while this is set */
     int64_t t_first_ns, t_last_ns;
 } worker;
 
@@ -52,7 +66,7 @@ static int64_t now_ns(void)
 
 static void die(const char *fmt, const char *arg)
 {
-    fprintf(stderr, "sl_loadgen: ");
+    fprintf(stderr, "sluice bench: ");
     fprintf(stderr, fmt, arg);
     fputc('\n', stderr);
     exit(1);
@@ -62,6 +76,18 @@ static void set(rd_kafka_conf_t *conf, const char *k, const char *v)
 {
     char err[256];
     if (rd_kafka_conf_set(conf, k, v, err, sizeof err) != RD_KAFKA_CONF_OK) die("config: %s", err);
+}
+
+static void set_props(rd_kafka_conf_t *conf, const opts *o)
+{
+    for (int i = 0; i < o->nprops; i++) {
+        char kv[512];
+        snprintf(kv, sizeof kv, "%s", o->props[i]);
+        char *eq = strchr(kv, '=');
+        if (!eq) die("--set wants key=value, not %s", o->props[i]);
+        *eq = 0;
+        set(conf, kv, eq + 1);
+    }
 }
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -78,12 +104,18 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     sl_hist_record(&w->hist, (uint64_t)(t - (int64_t)(intptr_t)m->_private) / 1000);
 }
 
+/* "--bootstrap mock": librdkafka's in-process mock broker (memory only), the client's own ceiling. */
+static int is_mock(const opts *o) { return strcmp(o->bootstrap, "mock") == 0; }
+
 static rd_kafka_t *producer_new(worker *w)
 {
     const opts *o = w->o;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char v[32];
-    set(conf, "bootstrap.servers", o->bootstrap);
+    if (is_mock(o))
+        set(conf, "test.mock.num.brokers", "1");
+    else
+        set(conf, "bootstrap.servers", o->bootstrap);
     snprintf(v, sizeof v, "%d", o->acks);
     set(conf, "acks", v);
     snprintf(v, sizeof v, "%ld", o->linger_ms);
@@ -93,6 +125,7 @@ static rd_kafka_t *producer_new(worker *w)
     set(conf, "compression.codec", o->compression);
     set(conf, "queue.buffering.max.messages", "2000000");
     set(conf, "queue.buffering.max.kbytes", "2097151");
+    set_props(conf, o);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_opaque(conf, w);
     char err[256];
@@ -101,32 +134,64 @@ static rd_kafka_t *producer_new(worker *w)
     return rk;
 }
 
+/*
+ * Paced runs serve delivery reports on their own thread, blocked in
+ * rd_kafka_poll until one arrives, so a report is timed the moment it is
+ * delivered while the sending thread sleeps between messages. (Spinning
+ * on rd_kafka_poll(rk, 0) instead burns a core that librdkafka's own
+ * threads and the broker need: on two cores that alone made the tail.)
+ */
+static void *poll_main(void *arg)
+{
+    worker *w = arg;
+    while (atomic_load(&w->polling)) rd_kafka_poll(w->rk, 10);
+    return NULL;
+}
+
+static void sleep_until(int64_t due_ns)
+{
+    struct timespec ts = {.tv_sec = due_ns / 1000000000, .tv_nsec = due_ns % 1000000000};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    }
+}
+
 static void *produce_main(void *arg)
 {
     worker *w = arg;
     const opts *o = w->o;
     rd_kafka_t *rk = producer_new(w);
+    if (is_mock(o) &&
+        rd_kafka_mock_topic_create(rd_kafka_handle_mock_cluster(rk), o->topic, (int)o->partitions, 1) != 0)
+        die("%s", "mock topic creation failed");
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, o->topic, NULL);
     static char payload[1 << 20];
     long quota = o->count / o->producers + (w->id < o->count % o->producers);
     double rate = o->rate > 0 ? o->rate / (double)o->producers : 0;
     int64_t start = now_ns(), deadline = o->seconds > 0 ? start + (int64_t)(o->seconds * 1e9) : INT64_MAX;
     w->t_first_ns = start;
+    w->rk = rk;
+    pthread_t poller;
+    if (rate > 0) {
+        atomic_store(&w->polling, true);
+        if (pthread_create(&poller, NULL, poll_main, w) != 0) die("%s", "cannot start the poller thread");
+    }
     for (long i = 0; (o->seconds > 0 || i < quota) && now_ns() < deadline; i++) {
-        if (rate > 0) {
-            int64_t due = start + (int64_t)((double)i * 1e9 / rate);
-            while (now_ns() < due) rd_kafka_poll(rk, 0);
-        }
+        if (rate > 0) sleep_until(start + (int64_t)((double)i * 1e9 / rate));
         int32_t part = (int32_t)((i * o->producers + w->id) % o->partitions);
         while (rd_kafka_produce(rkt, part, 0, payload, (size_t)o->size, NULL, 0, (void *)(intptr_t)now_ns()) == -1) {
             if (rd_kafka_last_error() != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 die("produce: %s", rd_kafka_err2str(rd_kafka_last_error()));
-            rd_kafka_poll(rk, 1);
+            if (rate > 0) sleep_until(now_ns() + 1000000);
+            else rd_kafka_poll(rk, 1);
         }
         w->sent++;
-        rd_kafka_poll(rk, 0);
+        if (rate <= 0) rd_kafka_poll(rk, 0);
     }
-    if (rd_kafka_flush(rk, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR) fprintf(stderr, "sl_loadgen: flush timed out\n");
+    if (rate > 0) {
+        atomic_store(&w->polling, false);
+        pthread_join(poller, NULL);
+    }
+    if (rd_kafka_flush(rk, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR) fprintf(stderr, "sluice bench: flush timed out\n");
     rd_kafka_topic_destroy(rkt);
     rd_kafka_destroy(rk);
     return NULL;
@@ -177,9 +242,8 @@ static void report(const opts *o, const char *what, long msgs, double secs, cons
 
 static int run_produce(const opts *o)
 {
-    create_topic(o);
-    worker *ws = calloc((size_t)o->producers, sizeof *ws);
-    if (!ws) die("%s", "out of memory");
+    if (!is_mock(o)) create_topic(o);
+    worker *ws = sl_calloc((size_t)o->producers, sizeof *ws);
     for (int i = 0; i < o->producers; i++) {
         ws[i].o = o;
         ws[i].id = i;
@@ -198,7 +262,7 @@ static int run_produce(const opts *o)
         if (ws[i].t_first_ns < first) first = ws[i].t_first_ns;
         if (ws[i].t_last_ns > last) last = ws[i].t_last_ns;
     }
-    free(ws);
+    sl_free(ws);
     report(o, "produce", acked, last > first ? (double)(last - first) / 1e9 : 0, &all, failed);
     return failed ? 1 : 0;
 }
@@ -210,6 +274,7 @@ static int run_consume(const opts *o)
     set(conf, "bootstrap.servers", o->bootstrap);
     set(conf, "fetch.message.max.bytes", "4194304");
     set(conf, "queued.max.messages.kbytes", "1048576");
+    set_props(conf, o);
     char err[256];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!rk) die("consumer: %s", err);
@@ -241,6 +306,33 @@ static int run_consume(const opts *o)
     return 0;
 }
 
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sluice bench produce|consume [options]\n"
+            "\n"
+            "Measures any Kafka broker with librdkafka: messages/s, MB/s and, for produce, the\n"
+            "latency from send to delivery report (p50, p99, p99.9, max). Never runs unbounded:\n"
+            "--count or --seconds ends it, and 30 s without progress fails it.\n"
+            "\n"
+            "options:\n"
+            "  --bootstrap HOST:PORT  broker to measure (default 127.0.0.1:9092); 'mock' produces\n"
+            "                         into librdkafka's in-process mock broker: the client's ceiling\n"
+            "  --topic T              topic (default loadgen; created with --partitions if missing)\n"
+            "  --size B               message value size in bytes (default 100)\n"
+            "  --count N              messages to produce or consume (default 1000000)\n"
+            "  --seconds S            stop producing after S seconds\n"
+            "  --rate R               produce at R messages/s in total instead of at full speed\n"
+            "  --acks -1|0|1          producer acks (default -1 = all)\n"
+            "  --linger-ms MS         producer linger.ms (default 5)\n"
+            "  --batch-size B         producer batch.size (default 1000000)\n"
+            "  --partitions N         spread messages round-robin over N partitions (default 1)\n"
+            "  --compression C        none, gzip, snappy, lz4 or zstd (default none)\n"
+            "  --producers N          N producer clients, each on its own thread (default 1)\n"
+            "  --set KEY=VALUE        any librdkafka property, applied last (repeatable, 16 at most)\n"
+            "  --json                 also print one JSON object with every figure\n");
+}
+
 static long num(const char *opt, const char *v, long min, long max)
 {
     char *end;
@@ -250,7 +342,7 @@ static long num(const char *opt, const char *v, long min, long max)
     return n;
 }
 
-int main(int argc, char **argv)
+int sl_cli_bench(int argc, char **argv)
 {
     opts o = {.bootstrap = "127.0.0.1:9092", .topic = "loadgen", .compression = "none", .size = 100,
               .count = 1000000, .producers = 1, .partitions = 1, .linger_ms = 5, .batch_size = 1000000, .acks = -1};
@@ -258,16 +350,15 @@ int main(int argc, char **argv)
         {"bootstrap", 1, 0, 'b'}, {"topic", 1, 0, 't'},   {"size", 1, 0, 's'},      {"count", 1, 0, 'n'},
         {"seconds", 1, 0, 'd'},   {"rate", 1, 0, 'r'},    {"acks", 1, 0, 'a'},      {"linger-ms", 1, 0, 'l'},
         {"batch-size", 1, 0, 'B'}, {"partitions", 1, 0, 'p'}, {"compression", 1, 0, 'z'}, {"producers", 1, 0, 'P'},
-        {"json", 0, 0, 'j'},      {0, 0, 0, 0}};
+        {"json", 0, 0, 'j'},      {"set", 1, 0, 'X'},     {0, 0, 0, 0}};
     if (argc < 2 || (strcmp(argv[1], "produce") && strcmp(argv[1], "consume"))) {
-        fprintf(stderr, "usage: sl_loadgen produce|consume [--bootstrap H:P] [--topic T] [--size B] [--count N]\n"
-                        "       [--seconds S] [--rate MSGS_PER_S] [--acks -1|0|1] [--linger-ms MS] [--batch-size B]\n"
-                        "       [--partitions N] [--compression none|gzip|snappy|lz4|zstd] [--producers N] [--json]\n");
-        return 2;
+        bool help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+        usage(help ? stdout : stderr);
+        return help ? 0 : 2;
     }
     o.mode = argv[1];
     int c;
-    optind = 2;
+    optind = 2; /* argv[0] is "bench", argv[1] the mode */
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
         case 'b': o.bootstrap = optarg; break;
@@ -283,8 +374,13 @@ int main(int argc, char **argv)
         case 'z': o.compression = optarg; break;
         case 'P': o.producers = num("--producers", optarg, 1, 64); break;
         case 'j': o.json = 1; break;
+        case 'X':
+            if (o.nprops == 16) die("%s", "at most 16 --set options");
+            o.props[o.nprops++] = optarg;
+            break;
         default: return 2;
         }
     }
+    if (is_mock(&o) && strcmp(o.mode, "produce") != 0) die("%s", "--bootstrap mock only measures produce");
     return strcmp(o.mode, "produce") == 0 ? run_produce(&o) : run_consume(&o);
 }
