@@ -41,6 +41,9 @@ void sl_broker_config_default(sl_broker_config *cfg)
     cfg->flush_interval_ms = 1000;
     cfg->request_max_bytes = 100 << 20;
     cfg->message_max_bytes = 1048588;
+    /* Kafka's broker default is 55 MiB and librdkafka asks for 50 MiB; a response that large made the
+       client fault in a fresh 50 MiB buffer per response: 16 partitions consumed at 0.6 GB/s, 1.5 GB/s at 8. */
+    cfg->fetch_max_bytes = 8 << 20;
     cfg->node_id = 0;
     cfg->max_connections = 10000;
     cfg->partitions_max = SL_PARTITIONS_MAX;

@@ -25,6 +25,7 @@ typedef struct sl_broker_config {
     int64_t flush_interval_ms;       /* for SL_FLUSH_INTERVAL */
     int64_t request_max_bytes;       /* socket.request.max.bytes: larger frames close the connection */
     int32_t message_max_bytes;       /* message.max.bytes: default max.message.bytes of topics */
+    int32_t fetch_max_bytes;         /* fetch.max.bytes: caps a Fetch response below the client's MaxBytes */
     int32_t node_id;
     int max_connections;
     int32_t partitions_max;          /* most partitions one topic may have */

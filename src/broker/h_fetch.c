@@ -6,7 +6,8 @@
  * the bytes go from the page cache to the socket with sendfile, never
  * through user space. KIP-74: the first partition with data may return one
  * batch larger than the limits, so consumers always progress; later
- * partitions stop at MaxBytes.
+ * partitions stop at MaxBytes, or at the broker's fetch_max_bytes if that
+ * is smaller (Kafka's broker setting fetch.max.bytes, KIP-541).
  *
  * Long-poll. If fewer than MinBytes are available and MaxWaitMs > 0, the
  * request parks: it is linked into each partition's fetch waits and a timer
@@ -51,7 +52,6 @@ static void read_partition(sl_broker *broker, sl_request *req, sl_fetch_eval *ev
                            const sl_FetchRequest_FetchPartition *fp, sl_partition *p,
                            sl_FetchResponse_PartitionData *pd)
 {
-    (void)broker;
     int64_t start = sl_log_start_offset(p->log), hw = sl_log_high_watermark(p->log);
     int64_t leo = sl_log_end_offset(p->log);
     pd->HighWatermark = hw;
@@ -62,7 +62,7 @@ static void read_partition(sl_broker *broker, sl_request *req, sl_fetch_eval *ev
         ev->error = true;
         return;
     }
-    int32_t max_total = ((sl_fetch_state *)req->hstate)->m.MaxBytes;
+    int32_t max_total = SL_MIN(((sl_fetch_state *)req->hstate)->m.MaxBytes, broker->cfg.fetch_max_bytes);
     int64_t limit = SL_MIN((int64_t)fp->PartitionMaxBytes, (int64_t)max_total - ev->total);
     if (fp->FetchOffset >= hw || limit <= 0 || fp->PartitionMaxBytes <= 0) return;
     sl_log_slice s;
@@ -169,7 +169,7 @@ static int try_answer(sl_broker *broker, sl_request *req, bool final)
         release_slices(&ev);
         return rc;
     }
-    bool enough = ev.total >= st->m.MinBytes || st->m.MaxWaitMs <= 0 || ev.error || broker->stopping;
+    bool enough = ev.total >= SL_MIN(st->m.MinBytes, broker->cfg.fetch_max_bytes) || st->m.MaxWaitMs <= 0 || ev.error || broker->stopping;
     if (!enough && !final) {
         release_slices(&ev);
         return 0;

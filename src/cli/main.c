@@ -67,6 +67,8 @@ static void usage_broker(FILE *out)
             "  --max-request-bytes N    largest request frame accepted (default 104857600); larger\n"
             "                           ones close the connection\n"
             "  --message-max-bytes N    default max.message.bytes of topics (default 1048588)\n"
+            "  --fetch-max-bytes N      largest Fetch response, whatever the client asks for (default\n"
+            "                           8388608; a first batch larger than it is still sent whole)\n"
             "  --log-level LEVEL        debug, info, warn or error (default info)\n"
             "  -h, --help               this text\n");
 }
@@ -122,6 +124,10 @@ static int parse_broker_opt(int c, const char *arg, sl_broker_config *cfg)
         if (parse_long(arg, 1, INT32_MAX, &v)) return bad("--message-max-bytes", arg, "1 to 2147483647");
         cfg->message_max_bytes = (int32_t)v;
         return 0;
+    case 'F':
+        if (parse_long(arg, 1024, INT32_MAX, &v)) return bad("--fetch-max-bytes", arg, "1024 to 2147483647");
+        cfg->fetch_max_bytes = (int32_t)v;
+        return 0;
     case 'L': {
         static const char *const names[] = {"debug", "info", "warn", "error"};
         for (int i = 0; i < 4; i++)
@@ -142,7 +148,8 @@ static int cmd_broker(int argc, char **argv, int64_t t_exec_ns)
         {"advertise", required_argument, NULL, 'a'},     {"default-partitions", required_argument, NULL, 'p'},
         {"auto-create", required_argument, NULL, 'c'},   {"flush", required_argument, NULL, 'f'},
         {"max-request-bytes", required_argument, NULL, 'r'}, {"message-max-bytes", required_argument, NULL, 'm'},
-        {"log-level", required_argument, NULL, 'L'},     {"help", no_argument, NULL, 'h'},
+        {"fetch-max-bytes", required_argument, NULL, 'F'}, {"log-level", required_argument, NULL, 'L'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     sl_broker_config cfg;
     sl_broker_config_default(&cfg);

@@ -671,3 +671,35 @@ SL_TEST(a_small_request_budget_slows_clients_but_loses_nothing)
     SL_CHECK_INT(w.broker->queued_bytes, 0); /* and every byte of it came back */
     sl_broker_close(w.broker);
 }
+
+/* fetch_max_bytes caps a response below what the client asks for, in whole batches, yet a first batch
+   larger than the cap still comes back whole (KIP-74: consumers always progress). */
+SL_TEST(broker_fetch_max_bytes_caps_responses)
+{
+    wbroker w;
+    wbroker_config(&w, NULL);
+    uint8_t b[8][4096];
+    size_t len[8];
+    for (int i = 0; i < 8; i++) len[i] = wbatch(b[i], sizeof b[i], 10, 1700000000000 + i);
+    w.cfg.fetch_max_bytes = (int32_t)(len[0] * 3 + len[0] / 2); /* three and a half batches */
+    int fd = start_configured(&w, "capped");
+    int64_t base;
+    for (int i = 0; i < 8; i++) SL_CHECK_INT(produce(fd, "capped", 0, -1, b[i], len[i], &base), 0);
+    fetched f;
+    fetch(fd, "capped", 0, 0, 0, 1, &f); /* the client asks for 1 MiB */
+    SL_CHECK_INT(f.err, 0);
+    SL_CHECK_INT(f.hw, 80);
+    SL_CHECK_INT(f.len, (int32_t)(len[0] + len[1] + len[2])); /* three whole batches fit */
+    sl_free(f.frame);
+    close(fd);
+    wbroker_stop(&w);
+    w.cfg.fetch_max_bytes = (int32_t)len[1] / 2; /* smaller than one batch */
+    wbroker_start(&w);
+    fd = wconnect(w.port);
+    fetch(fd, "capped", 0, 10, 0, 1, &f);
+    SL_CHECK_INT(f.err, 0);
+    SL_CHECK_INT(f.len, (int32_t)len[1]); /* the first batch, whole */
+    sl_free(f.frame);
+    close(fd);
+    wbroker_stop(&w);
+}
