@@ -16,12 +16,15 @@
 # RATE (messages/s per producer, default 40000, 0 = unlimited: the cap keeps
 # the data, and so each verification, small enough for the short run),
 # VERIFY_EVERY (default 1, or 10 when ITER > 50; the last iteration is always verified),
+# FLUSH (the broker's --flush mode, default always: a kill -9 loses no page
+# cache, so acknowledged messages must survive in every mode),
 # SLUICE_BIN, SLUICE_TOOLS (set by ctest). Keeps its work dir on failure.
 set -uo pipefail
 
 ITER=${ITER:-20}
 VERIFY_EVERY=${VERIFY_EVERY:-$((ITER > 50 ? 10 : 1))}
 RATE=${RATE:-40000}
+FLUSH=${FLUSH:-always}
 SEED=${SEED:-$((RANDOM * 32768 + RANDOM))}
 RANDOM=$SEED
 TOPIC=crash.t
@@ -53,7 +56,7 @@ trap 'exit 1' INT TERM
 
 port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 B=127.0.0.1:$port
-echo "crash test: $ITER iterations, seed $SEED, rate $RATE/s per producer, broker $B, data $work/data"
+echo "crash test: $ITER iterations, --flush $FLUSH, seed $SEED, rate $RATE/s per producer, broker $B, data $work/data"
 
 fail() {
   echo "FAIL: $*" >&2
@@ -68,7 +71,7 @@ show_log() {
 # Starts the broker on the fixed port; waits up to 20 s for it to listen.
 start_broker() {
   local log=$work/broker.$1.log
-  "$bin" broker --data "$work/data" --listen "$B" --default-partitions "$PARTITIONS" \
+  "$bin" broker --data "$work/data" --listen "$B" --default-partitions "$PARTITIONS" --flush "$FLUSH" \
     </dev/null >"$log" 2>&1 &
   broker_pid=$!
   for _ in $(seq 1 200); do
