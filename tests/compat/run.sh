@@ -13,7 +13,7 @@
 # A script may ask for extra broker flags with one line anywhere in it:
 #   <comment char> sluice-broker-args: --default-partitions 3
 #
-# Crash scripts (tests/crash/test_*.sh) manage their own brokers: run as is.
+# Crash and bench scripts (tests/crash, tests/bench) manage their own brokers: run as is.
 #
 # Environment (set by tests/CMakeLists.txt): SLUICE_BIN (the sluice binary),
 # SLUICE_TOOLS (compiled tests/tools/*.c), SLUICE_SRC (repo root).
@@ -36,7 +36,7 @@ die() {
 [ -f "$script" ] || die "no such test script: $script"
 
 case "$(basename "$(dirname "$script")")" in
-  crash)
+  crash | bench)
     if [ -n "${SLUICE_TEST_TIMEOUT_S:-}" ]; then
       exec timeout --kill-after=10 "$SLUICE_TEST_TIMEOUT_S" bash "$script"
     fi
