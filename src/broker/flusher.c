@@ -1,8 +1,8 @@
 /*
- * flusher.c - group commit: one sync thread, rounds of fdatasync.
+ * flusher.c - group commit: rounds of fdatasync on sync threads.
  *
- *     loop thread                          sync thread
- *     -----------                          -----------
+ *     loop thread                          sync threads
+ *     -----------                          ------------
  *     append -> partition dirty
  *     end of turn: start_round()
  *       sl_log_sync_prepare per dirty  -->  sl_log_sync_run per job
@@ -12,6 +12,12 @@
  *       sl_log_sync_finish per job
  *       answer produce waits, wake fetches
  *       start_round() if anything is dirty
+ *
+ * A round's partitions are synced by up to SL_SYNC_THREADS threads at once
+ * (a round of one partition wakes one). Each fdatasync ends with a cache
+ * flush of the device; issued together, the block layer merges the flushes
+ * and the device writes the partitions' data side by side, where one
+ * thread would pay write + flush per partition in turn.
  *
  * Every batch appended while a round is out is covered by the next round,
  * so under load one fdatasync acknowledges many produce requests (the
@@ -38,18 +44,24 @@ typedef struct sl_round_item {
     int rc;
 } sl_round_item;
 
+#define SL_SYNC_THREADS 4
+
 struct sl_flusher {
     sl_broker *broker;
-    pthread_t thread;
+    pthread_t threads[SL_SYNC_THREADS];
+    int nthreads;              /* started */
     pthread_mutex_t mu;
-    pthread_cond_t cond;       /* thread waits for a round; quiesce waits for done */
+    pthread_cond_t work;       /* sync threads wait for items of a round */
+    pthread_cond_t cond;       /* quiesce waits for a round to have run */
     bool quit;
-    bool thread_started;
     /* shared under mu */
     sl_round_item *items;
     int nitems, capitems;
-    bool round_out;            /* handed to the thread, not yet finished on the loop */
-    bool round_ran;            /* the thread finished running it */
+    int next_item;             /* the first item no thread has taken */
+    int items_done;            /* items whose fdatasync returned */
+    int64_t round_run_start_ns;
+    bool round_out;            /* handed to the threads, not yet finished on the loop */
+    bool round_ran;            /* every item of it was synced */
     /* loop thread only */
     sl_partition *dirty;
     sl_async *done_async;
@@ -58,27 +70,28 @@ struct sl_flusher {
     int64_t rounds, syncs;
     int64_t round_start_ns;    /* loop thread: when the round out was started */
     sl_hist round_us;          /* loop thread: start_round -> finish_round, the wait an ack sees */
-    sl_hist sync_us;           /* under mu: one round's fdatasyncs on the sync thread */
+    sl_hist sync_us;           /* under mu: a round from hand-off to its last fdatasync's return */
 };
 
+/* Sync threads take the round's items one at a time; the one that finishes the last item ends the round. */
 static void *sync_main(void *arg)
 {
     sl_flusher *f = arg;
     pthread_mutex_lock(&f->mu);
     for (;;) {
-        while (!f->quit && !(f->round_out && !f->round_ran)) pthread_cond_wait(&f->cond, &f->mu);
+        while (!f->quit && !(f->round_out && f->next_item < f->nitems)) pthread_cond_wait(&f->work, &f->mu);
         if (f->quit) break;
-        int n = f->nitems;
-        sl_round_item *items = f->items;
+        sl_round_item *it = &f->items[f->next_item++];
         pthread_mutex_unlock(&f->mu);
-        int64_t t0 = sl_mono_ns(f->broker->cfg.clock);
-        for (int i = 0; i < n; i++) items[i].rc = sl_log_sync_run(items[i].job);
-        int64_t t1 = sl_mono_ns(f->broker->cfg.clock);
+        it->rc = sl_log_sync_run(it->job);
         pthread_mutex_lock(&f->mu);
-        sl_hist_record(&f->sync_us, (uint64_t)(t1 - t0) / 1000);
-        f->round_ran = true;
-        pthread_cond_broadcast(&f->cond);
-        sl_async_send(f->done_async);
+        if (++f->items_done == f->nitems) {
+            int64_t t = sl_mono_ns(f->broker->cfg.clock);
+            sl_hist_record(&f->sync_us, (uint64_t)(t - f->round_run_start_ns) / 1000);
+            f->round_ran = true;
+            pthread_cond_broadcast(&f->cond);
+            sl_async_send(f->done_async);
+        }
     }
     pthread_mutex_unlock(&f->mu);
     return NULL;
@@ -107,9 +120,12 @@ static void start_round(sl_flusher *f)
     if (n == 0) return;
     pthread_mutex_lock(&f->mu);
     f->nitems = n;
+    f->next_item = 0;
+    f->items_done = 0;
     f->round_out = true;
     f->round_ran = false;
-    pthread_cond_broadcast(&f->cond);
+    f->round_run_start_ns = sl_mono_ns(f->broker->cfg.clock);
+    for (int i = 0; i < n && i < f->nthreads; i++) pthread_cond_signal(&f->work);
     pthread_mutex_unlock(&f->mu);
     f->rounds++;
     f->syncs += n;
@@ -207,14 +223,16 @@ int sl__flusher_new(sl_broker *broker, sl_flusher **out)
     sl_hist_init(&f->sync_us);
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cond, NULL);
+    pthread_cond_init(&f->work, NULL);
     int rc = sl_async_new(broker->loop, on_done, f, &f->done_async);
     if (rc) goto fail;
-    if (pthread_create(&f->thread, NULL, sync_main, f) != 0) {
-        SL_ERROR("flusher", "cannot start the sync thread");
-        rc = SL_EIO;
-        goto fail;
+    for (; f->nthreads < SL_SYNC_THREADS; f->nthreads++) {
+        if (pthread_create(&f->threads[f->nthreads], NULL, sync_main, f) != 0) {
+            SL_ERROR("flusher", "cannot start a sync thread");
+            rc = SL_EIO;
+            goto fail;
+        }
     }
-    f->thread_started = true;
     sl_timer_init(&f->interval_timer, on_interval, f);
     if (broker->cfg.flush_mode == SL_FLUSH_INTERVAL)
         sl_timer_start(broker->loop, &f->interval_timer, broker->cfg.flush_interval_ms);
@@ -228,13 +246,13 @@ fail:
 void sl__flusher_free(sl_flusher *f)
 {
     if (!f) return;
-    if (f->thread_started) {
+    if (f->nthreads > 0) {
         sl__flusher_quiesce(f);
         pthread_mutex_lock(&f->mu);
         f->quit = true;
-        pthread_cond_broadcast(&f->cond);
+        pthread_cond_broadcast(&f->work);
         pthread_mutex_unlock(&f->mu);
-        pthread_join(f->thread, NULL);
+        for (int i = 0; i < f->nthreads; i++) pthread_join(f->threads[i], NULL);
     }
     sl_timer_stop(f->broker->loop, &f->interval_timer);
     sl_async_free(f->broker->loop, f->done_async);
@@ -246,6 +264,7 @@ void sl__flusher_free(sl_flusher *f)
             (unsigned long long)sl_hist_percentile(&f->sync_us, 99), (unsigned long long)f->sync_us.max);
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->cond);
+    pthread_cond_destroy(&f->work);
     sl_free(f->items);
     sl_free(f);
 }
