@@ -37,9 +37,29 @@ def ratio(a, b):
     return "%.2fx" % (a / b)
 
 
+def cell(r):
+    """msgs/s (MB/s), with the spread of the runs when there were several."""
+    if not r:
+        return "-"
+    text = "%s (%.0f" % (fmt_n(r["msgs_per_s"]), r["mb_per_s"])
+    runs = r.get("all_msgs_per_s") or []
+    if len(runs) > 1:
+        text += "; %s–%s" % (fmt_n(min(runs)), fmt_n(max(runs)))
+    return text + ")"
+
+
+def steal_note(rows):
+    noisy = [r for r in rows if (r.get("steal_s") or 0) >= 0.2]
+    if not noisy:
+        return "Hypervisor steal time stayed under 0.2 s in every run."
+    return "Runs with ≥ 0.2 s of hypervisor steal (another VM took the CPU; treat as noisy): " + ", ".join(
+        "%s %s %s %d B %dp (%.1f s)" % (r["system"], r["mode"], r["op"], r["size"], r["partitions"], r["steal_s"])
+        for r in noisy) + "."
+
+
 def produce_table(rows):
-    out = ["## Produce, acks=all (msgs/s; MB/s in brackets)", "",
-           "| size | partitions | Sluice durable | Sluice `--flush os` | client ceiling (mock) | Redis `always` "
+    out = ["## Produce, acks=all (msgs/s; MB/s and, for Sluice, the range of its 3 runs in brackets)", "",
+           "| size | partitions | Sluice durable | Sluice `--flush os` | client ceiling (mock, same partitions) | Redis `always` "
            "| Redis `no` | NATS JetStream | durable / Redis always | durable / NATS | durable / ceiling "
            "| broker CPU ms per MB (durable / os) | Redis CPU ms/MB (always) | NATS CPU ms/MB |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -47,32 +67,35 @@ def produce_table(rows):
         for parts in (1, 16):
             d = find(rows, system="sluice", mode="always", op="produce", size=size, partitions=parts)
             o = find(rows, system="sluice", mode="os", op="produce", size=size, partitions=parts)
-            m = find(rows, system="mock", op="produce", size=size)
+            m = find(rows, system="mock", op="produce", size=size, partitions=parts) or \
+                find(rows, system="mock", op="produce", size=size)
             ra = find(rows, system="redis", mode="aof-always", op="produce", size=size)
             rn = find(rows, system="redis", mode="aof-no", op="produce", size=size)
             na = find(rows, system="nats", op="produce", size=size)
             g = lambda r: r["msgs_per_s"] if r else None
-            cell = lambda r: "%s (%.0f)" % (fmt_n(r["msgs_per_s"]), r["mb_per_s"]) if r else "-"
             cpu = lambda r: ("%.2f" % r["server_cpu_ms_per_mb"]) if r and r.get("server_cpu_ms_per_mb") else "-"
             out.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s | %s |" % (
                 "100 B" if size == 100 else "1 KiB", parts, cell(d), cell(o), cell(m), cell(ra), cell(rn), cell(na),
                 ratio(g(d), g(ra)), ratio(g(d), g(na)), ratio(g(d), g(m)), cpu(d), cpu(o), cpu(ra), cpu(na)))
     out.append("")
-    out.append("Peers have one stream each (no partitions): their figures repeat on both rows. "
-               "Ratios above 1 mean Sluice is faster.")
+    out.append("Sluice: the median of its runs. Peers: the best of four runs (1 or 2 connections, a window of 256 "
+               "or 1024 messages in flight). Peers have one stream each (no partitions): their figures repeat on "
+               "both rows. Ratios above 1 mean Sluice is faster. Server CPU is the server process's user + system "
+               "time over the run, per MB produced.")
+    out.append("")
+    out.append(steal_note(rows))
     return out
 
 
 def consume_table(rows, limits):
     net = (limits.get("net") or {}).get("tcp_bw", {}).get("mb_per_s")
-    out = ["## Consume from a warm log (msgs/s; MB/s in brackets)", "",
+    out = ["## Consume from a warm log (msgs/s; MB/s and the range of 3 runs in brackets)", "",
            "| size | partitions | log written `--flush always` | log written `--flush os` | MB/s / loopback TCP |",
            "|---|---|---|---|---|"]
     for size in (100, 1024):
         for parts in (1, 16):
             d = find(rows, system="sluice", mode="always", op="consume", size=size, partitions=parts)
             o = find(rows, system="sluice", mode="os", op="consume", size=size, partitions=parts)
-            cell = lambda r: "%s (%.0f)" % (fmt_n(r["msgs_per_s"]), r["mb_per_s"]) if r else "-"
             out.append("| %s | %d | %s | %s | %s |" % ("100 B" if size == 100 else "1 KiB", parts, cell(d), cell(o),
                                                     ratio(d["mb_per_s"] if d else None, net)))
     out.append("")
@@ -142,8 +165,8 @@ def goals_section(res):
         return find(rows, system="sluice", mode=mode, op="produce", size=size, partitions=parts)
 
     ra = find(rows, system="redis", mode="aof-always", op="produce", size=100)
-    mock = find(rows, system="mock", op="produce", size=100)
     for parts in (1, 16):
+        mock = find(rows, system="mock", op="produce", size=100, partitions=parts)
         r = prod("always", 100, parts)
         if r:
             ok = r["msgs_per_s"] >= 1.5e6 and (not ra or r["msgs_per_s"] >= 4 * ra["msgs_per_s"]) and \
@@ -265,6 +288,7 @@ plot '%(lat)s' using 2:xtic(1) title 'p50', '' using 3 title 'p99'
 
 
 def write(res, out):
+    os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "latest.json"), "w") as f:
         json.dump(res, f, indent=1)
     write_markdown(res, os.path.join(out, "latest.md"))

@@ -72,10 +72,17 @@ struct sl_partition {
     sl_topic *topic;
     int32_t index;
     sl_log *log;
-    bool dirty;          /* appended since the last sync round was prepared */
     sl_link produce_waits;   /* sl_produce_wait, in offset order */
     sl_link fetch_waits;     /* sl_fetch_wait */
-    sl_partition *dirty_next;
+    /* flusher.c, loop thread */
+    bool dirty;              /* appended since its last sync job was prepared */
+    bool listed;             /* on the flusher's list for start_jobs */
+    sl_partition *dirty_next;    /* that list */
+    sl_log_sync_job *sync_job;   /* its job out (queued, running or done), or NULL */
+    int64_t sync_t0_ns;          /* when that job was prepared */
+    /* flusher.c, under its mutex while the job is out */
+    sl_partition *sync_next;     /* the sync threads' queue, then the done list */
+    int sync_rc;
 };
 
 struct sl_topic {
@@ -214,7 +221,7 @@ int sl__broker_config_describe(const struct sl_broker *broker, sl_tconf_entry *o
 /* ---- flusher.c: group commit and produce waits ---- */
 int sl__flusher_new(struct sl_broker *broker, sl_flusher **out);
 void sl__flusher_free(sl_flusher *flusher);
-/* After an append: marks the partition dirty and starts a sync round if none is out. */
+/* After an append: marks the partition dirty; its sync job starts at the end of the turn unless one is out. */
 void sl__flusher_dirty(sl_flusher *flusher, sl_partition *partition);
 /* Blocks (loop thread) until no round is out; used before removing a log. */
 void sl__flusher_quiesce(sl_flusher *flusher);
