@@ -620,15 +620,19 @@ static int64_t fill(conn *c, int64_t now)
     double per_ns = o->rate > 0 ? o->rate / (double)o->connections / 1e9 : 0;
     while (c->sent - c->acked - c->failed < o->window && (c->quota < 0 || c->sent < c->quota) &&
            c->out_cap - c->out_len >= c->msg_max + RESERVE) {
+        int64_t due = now;
         if (per_ns > 0) { /* by the clock, so a late loop catches up, but never past the window */
-            int64_t due = c->t_start + (int64_t)((double)c->sent / per_ns);
+            due = c->t_start + (int64_t)((double)c->sent / per_ns);
             if (due > now) return due;
         }
         uint64_t seq = (uint64_t)c->sent + 1;
         slot *s = &c->ring[seq & c->mask];
         if (s->seq) break; /* nats: an old ack is still missing for this slot; wait */
         s->seq = seq;
-        s->t_sent = now;
+        /* Paced runs time a message from when it was due, not when the window let it go: a server stall
+           that holds the window full delays the messages behind it too, and they must count it (no
+           coordinated omission; `sluice bench` does the same for Kafka). */
+        s->t_sent = due;
         if (o->system == SYS_NATS) {
             c->out_len += nats_pub(c, c->out + c->out_len, seq);
         } else {

@@ -15,7 +15,7 @@
  *       dirty again? list it, start_jobs at the end of the turn
  *
  * A partition has at most one job out (storage allows one), so every batch
- * appended while its job is out is covered by its next job: under load one
+ * appended while its job is out is covered by its next job. Under load one
  * fdatasync acknowledges many produce requests (the classic group commit),
  * and at low load a produce waits for exactly one. Partitions do not wait
  * for each other: librdkafka sends one partition per ProduceRequest, so
@@ -43,6 +43,7 @@
 #include "common/log.h"
 
 #define SL_SYNC_THREADS 4
+#define SL_SLOW_SYNC_US 4000 /* a device stall, not a sync: counted apart */
 
 struct sl_flusher {
     sl_broker *broker;
@@ -57,6 +58,7 @@ struct sl_flusher {
     sl_partition *done_head, *done_tail;   /* synced, for the loop to finish */
     int running;            /* jobs a sync thread took and has not put on done */
     sl_hist sync_us;        /* one job's fdatasyncs */
+    int64_t slow_syncs;     /* jobs whose fdatasyncs took over SL_SLOW_SYNC_US */
     /* loop thread only */
     sl_partition *listed;   /* dirty partitions waiting for start_jobs */
     int out;                /* jobs prepared and not finished */
@@ -84,6 +86,7 @@ static void *sync_main(void *arg)
         int64_t t1 = sl_mono_ns(f->broker->cfg.clock);
         pthread_mutex_lock(&f->mu);
         sl_hist_record(&f->sync_us, (uint64_t)(t1 - t0) / 1000);
+        if ((t1 - t0) / 1000 > SL_SLOW_SYNC_US) f->slow_syncs++;
         p->sync_rc = rc;
         p->sync_next = NULL;
         if (f->done_tail) f->done_tail->sync_next = p;
@@ -273,11 +276,12 @@ void sl__flusher_free(sl_flusher *f)
     sl_loop_undefer(f->broker->loop, &f->start_defer);
     sl_async_free(f->broker->loop, f->done_async);
     SL_INFO("flusher", "%lld sync jobs; acknowledgement wait us p50 %llu p99 %llu max %llu; "
-            "fdatasync us p50 %llu p99 %llu max %llu", (long long)f->jobs,
+            "fdatasync us p50 %llu p99 %llu max %llu, %lld over %d ms", (long long)f->jobs,
             (unsigned long long)sl_hist_percentile(&f->job_us, 50),
             (unsigned long long)sl_hist_percentile(&f->job_us, 99), (unsigned long long)f->job_us.max,
             (unsigned long long)sl_hist_percentile(&f->sync_us, 50),
-            (unsigned long long)sl_hist_percentile(&f->sync_us, 99), (unsigned long long)f->sync_us.max);
+            (unsigned long long)sl_hist_percentile(&f->sync_us, 99), (unsigned long long)f->sync_us.max,
+            (long long)f->slow_syncs, SL_SLOW_SYNC_US / 1000);
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->work);
     pthread_cond_destroy(&f->idle);

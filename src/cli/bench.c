@@ -176,9 +176,13 @@ static void *produce_main(void *arg)
         if (pthread_create(&poller, NULL, poll_main, w) != 0) die("%s", "cannot start the poller thread");
     }
     for (long i = 0; (o->seconds > 0 || i < quota) && now_ns() < deadline; i++) {
-        if (rate > 0) sleep_until(start + (int64_t)((double)i * 1e9 / rate));
+        int64_t due = 0;
+        if (rate > 0) sleep_until(due = start + (int64_t)((double)i * 1e9 / rate));
         int32_t part = (int32_t)((i * o->producers + w->id) % o->partitions);
-        while (rd_kafka_produce(rkt, part, 0, payload, (size_t)o->size, NULL, 0, (void *)(intptr_t)now_ns()) == -1) {
+        /* Paced: timed from when the message was due, so a stall that blocks sending counts for every
+           message held behind it (no coordinated omission). */
+        int64_t t_send = rate > 0 ? due : now_ns();
+        while (rd_kafka_produce(rkt, part, 0, payload, (size_t)o->size, NULL, 0, (void *)(intptr_t)t_send) == -1) {
             if (rd_kafka_last_error() != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 die("produce: %s", rd_kafka_err2str(rd_kafka_last_error()));
             if (rate > 0) sleep_until(now_ns() + 1000000);
