@@ -8,7 +8,9 @@
 1. limits   sl_limits: fdatasync latency of small appends, synced write bandwidth
             by group size, loopback TCP bandwidth and round trip.
 2. mock     `sluice bench produce --bootstrap mock`: librdkafka into its own in-process
-            mock broker (memory only) -- what the client itself can push.
+            mock broker (memory only) -- what the client itself can push (best of 3; the
+            mock broker's threads share the two cores with the client, so a real broker
+            in another process can come out ahead of it).
 3. sluice   the broker in its default durable mode (--flush always) and in --flush os:
             produce 100 B and 1 KiB to 1 and 16 partitions (acks=all), consume the same
             log back (warm, from the page cache) -- each the median of 3 runs --, latency
@@ -166,9 +168,13 @@ class Bench:
         log("== librdkafka mock broker (the client's ceiling)")
         for size, n in ((100, self.n100), (1024, self.n1k)):
             for parts in (1, 16):
-                r = run_tool([self.sluice, "bench", "produce", "--bootstrap", "mock", "--size", str(size),
-                              "--count", str(n), "--partitions", str(parts), "--json"])
-                self.row(system="mock", mode="memory", op="produce", size=size, partitions=parts, **pick(r))
+                runs = []
+                for _ in range(self.reps):  # a ceiling: the best of the runs
+                    runs.append(run_tool([self.sluice, "bench", "produce", "--bootstrap", "mock", "--size",
+                                          str(size), "--count", str(n), "--partitions", str(parts), "--json"]))
+                r = max(runs, key=lambda x: x["msgs_per_s"])
+                self.row(system="mock", mode="memory", op="produce", size=size, partitions=parts, runs=len(runs),
+                         all_msgs_per_s=[x["msgs_per_s"] for x in runs], **pick(r))
 
     # ---- sluice ---------------------------------------------------------------------------
     def start_sluice(self, flush, data):

@@ -13,7 +13,7 @@
  *                      fsync4k p50 is its durable latency floor (fsync100 is
  *                      the same at a low rate, when a group is one message).
  *   append_bw          MB/s of G-byte appends each followed by fdatasync, G
- *                      from 4 KiB to 4 MiB. A broker that syncs every group
+ *                      from 4 KiB to 16 MiB. A broker that syncs every group
  *                      of G bytes cannot write faster than append_bw at G:
  *                      its durable bandwidth ceiling.
  *   overwrite_bw       the same over blocks written and synced before, so
@@ -59,8 +59,8 @@
 
 #define KIB 1024L
 #define MIB (1024L * 1024L)
-#define MAX_GROUP (4 * MIB)
-#define NGROUPS 6
+#define MAX_GROUP (16 * MIB)
+#define NGROUPS 7
 #define REGION_MAX (256 * MIB)
 /* Disk loops stop after this many bytes per second of their time slice, and at most CAP_MAX. */
 #define CAP_PER_S (512 * MIB)
@@ -70,7 +70,7 @@
 #define NET_MSG 100
 #define NET_BIG MIB
 
-static const long groups[NGROUPS] = {4 * KIB, 16 * KIB, 64 * KIB, 256 * KIB, MIB, 4 * MIB};
+static const long groups[NGROUPS] = {4 * KIB, 16 * KIB, 64 * KIB, 256 * KIB, MIB, 4 * MIB, 16 * MIB};
 
 typedef struct lat_res {
     uint64_t p50, p99, p999, max, count;
