@@ -100,6 +100,12 @@ static int sys_fallocate(sl_fileio *io, int fd, int64_t off, int64_t len)
     return rc;
 }
 
+static void sys_readahead(sl_fileio *io, int fd, int64_t off, int64_t len)
+{
+    (void)io;
+    (void)posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
+}
+
 static int64_t sys_size(sl_fileio *io, int fd)
 {
     (void)io;
@@ -143,6 +149,7 @@ static sl_fileio system_table = {
     .ftruncate = sys_ftruncate,
     .fallocate = sys_fallocate,
     .size = sys_size,
+    .readahead = sys_readahead,
     .unlink = sys_unlink,
     .rename = sys_rename,
     .mkdir = sys_mkdir,

@@ -27,6 +27,8 @@ struct sl_fileio {
     /* Reserve [off, off+len) so later writes there do not extend the file. */
     int (*fallocate)(sl_fileio *io, int fd, int64_t off, int64_t len);
     int64_t (*size)(sl_fileio *io, int fd);            /* -1 on error */
+    /* A hint: start reading [off, off+len) into the page cache in the background. Never fails. */
+    void (*readahead)(sl_fileio *io, int fd, int64_t off, int64_t len);
     int (*unlink)(sl_fileio *io, const char *path);
     int (*rename)(sl_fileio *io, const char *from, const char *to);
     int (*mkdir)(sl_fileio *io, const char *path, int mode);

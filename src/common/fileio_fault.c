@@ -286,6 +286,13 @@ static int64_t f_size(sl_fileio *io, int fd)
     return ctx->sys->size(ctx->sys, fd);
 }
 
+/* Only a hint about the page cache: nothing to inject, nothing a crash could undo. */
+static void f_readahead(sl_fileio *io, int fd, int64_t off, int64_t len)
+{
+    fault_ctx *ctx = ctx_of(io);
+    ctx->sys->readahead(ctx->sys, fd, off, len);
+}
+
 static int f_unlink(sl_fileio *io, const char *path)
 {
     fault_ctx *ctx = ctx_of(io);
@@ -324,6 +331,7 @@ sl_fileio *sl_fileio_fault_new(const sl_fileio_fault_cfg *cfg)
         .ftruncate = f_ftruncate,
         .fallocate = f_fallocate,
         .size = f_size,
+        .readahead = f_readahead,
         .unlink = f_unlink,
         .rename = f_rename,
         .mkdir = f_mkdir,

@@ -141,6 +141,7 @@ static bool trust_walk(scan_state *st, sl__segment *seg, int64_t next_base)
     seg_reset(seg);
     sl__reader r;
     sl__reader_init(&r, seg, seg->file_size, st->buf, SCAN_BUF);
+    r.ahead = true;
     while (seg->size < seg->file_size) {
         const uint8_t *h;
         if (sl__reader_batch(&r, seg->size, seg->next_offset, &h) != 1) return false;
@@ -222,6 +223,7 @@ static int scan_segment(scan_state *st, sl__segment *seg, int64_t vpos)
     seg_reset(seg);
     sl__reader r;
     sl__reader_init(&r, seg, seg->file_size, st->buf, SCAN_BUF);
+    r.ahead = true;
     const char *why = NULL;
     bool zeros = false;
     while (seg->size < seg->file_size) {

@@ -268,7 +268,7 @@ void sl__segment_drop_index(sl__segment *seg)
 void sl__reader_init(sl__reader *r, sl__segment *seg, int64_t limit, uint8_t *buf, size_t cap)
 {
     SL_ASSERT(cap >= SL_BATCH_HEADER_SIZE);
-    *r = (sl__reader){seg, limit, buf, cap, 0, 0};
+    *r = (sl__reader){seg, limit, buf, cap, 0, 0, false};
 }
 
 int sl__reader_get(sl__reader *r, int64_t pos, size_t len, const uint8_t **p)
@@ -286,6 +286,10 @@ int sl__reader_get(sl__reader *r, int64_t pos, size_t len, const uint8_t **p)
         }
         r->buf_pos = pos;
         r->buf_len = (size_t)n;
+        /* While this buffer is checked, the device reads the next one (recovery: 1.0 -> 1.x GB/s cold). */
+        int64_t next = pos + n;
+        if (r->ahead && next < r->limit)
+            r->seg->io->readahead(r->seg->io, r->seg->fd, next, SL_MIN((int64_t)r->cap, r->limit - next));
     }
     *p = r->buf + (pos - r->buf_pos);
     return 0;

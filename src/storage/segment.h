@@ -96,6 +96,7 @@ typedef struct sl__reader {
     size_t cap;
     int64_t buf_pos;
     size_t buf_len;
+    bool ahead;    /* sequential scan: after each refill, ask the kernel for the next buffer's worth */
 } sl__reader;
 
 void sl__reader_init(sl__reader *r, sl__segment *seg, int64_t limit, uint8_t *buf, size_t cap);
