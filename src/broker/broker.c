@@ -49,6 +49,11 @@ void sl_broker_config_default(sl_broker_config *cfg)
     cfg->partitions_max = SL_PARTITIONS_MAX;
     cfg->retention_check_ms = 5 * 60 * 1000;
     cfg->queued_max_bytes = 512LL << 20;
+    cfg->group_initial_rebalance_delay_ms = 3000;
+    cfg->group_min_session_timeout_ms = 6000;
+    cfg->group_max_session_timeout_ms = 1800000;
+    cfg->offsets_segment_bytes = 16 << 20;
+    cfg->offsets_compact_bytes = 16 << 20;
     cfg->io = sl_fileio_system();
     cfg->clock = sl_clock_system();
     cfg->handle_signals = true;
@@ -206,6 +211,7 @@ static void begin_shutdown(sl_broker *b, const char *why)
         /* Answering a parked fetch may send and free requests: look again from the head each time. */
         for (sl_request *req = parked_fetch(c); req && !c->closed; req = parked_fetch(c)) sl__fetch_cancel(req);
     }
+    sl__groups_cancel_all(b);
     b->t_exec_ns = sl_mono_ns(b->cfg.clock); /* reused: start of the drain */
     sl_timer_init(&b->stop_timer, on_stop_tick, b);
     sl_timer_start(b->loop, &b->stop_timer, 0);
@@ -300,6 +306,7 @@ int sl_broker_open(const sl_broker_config *cfg, sl_broker **out)
     int64_t t1 = sl_mono_ns(b->cfg.clock);
     load_cluster_id(b);
     rc = sl__flusher_new(b, &b->flusher);
+    if (!rc) rc = sl__coord_open(b);
     if (!rc) rc = start_listening(b);
     if (rc) goto fail;
     sl_timer_init(&b->retention_timer, on_retention, b);
@@ -337,6 +344,7 @@ void sl_broker_close(sl_broker *b)
     if (b->loop) sl_loop_run_deferred(b->loop); /* frees connections that waited on produce acks */
     sl__flusher_free(b->flusher);
     b->flusher = NULL;
+    sl__coord_close(b);
     if (b->loop) {
         sl_timer_stop(b->loop, &b->retention_timer);
         sl_async_free(b->loop, b->stop_async);

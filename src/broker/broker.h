@@ -31,6 +31,11 @@ typedef struct sl_broker_config {
     int32_t partitions_max;          /* most partitions one topic may have */
     int64_t retention_check_ms;      /* log.retention.check.interval.ms */
     int64_t queued_max_bytes;        /* received request bytes held at once, all connections (queued.max.request.bytes) */
+    int32_t group_initial_rebalance_delay_ms; /* group.initial.rebalance.delay.ms (3000) */
+    int32_t group_min_session_timeout_ms;     /* group.min.session.timeout.ms (6000) */
+    int32_t group_max_session_timeout_ms;     /* group.max.session.timeout.ms (1800000) */
+    int64_t offsets_segment_bytes;   /* segment size of __consumer_offsets (16 MiB) */
+    int64_t offsets_compact_bytes;   /* appended bytes after which __consumer_offsets is compacted (16 MiB) */
     sl_fileio *io;                   /* file I/O table (tests inject faults) */
     const sl_clock *clock;
     bool handle_signals;             /* stop on SIGTERM/SIGINT (off for in-process tests) */

@@ -129,9 +129,9 @@ struct sl_conn {
     size_t partial_have;
     sl_request *head, *tail;
     int nreq;
-    int nwaiting_produce; /* requests linked into partitions' produce waits */
+    int nwaiting_durable; /* requests linked into partitions' produce waits (Produce, OffsetCommit...) */
     sl_outq outq;
-    bool closed;          /* fd closed; freed when nwaiting_produce reaches 0 */
+    bool closed;          /* fd closed; freed when nwaiting_durable reaches 0 */
     bool read_paused;
     bool read_eof;        /* the peer finished sending: handle what arrived, answer, then close */
     bool in_pump, pump_again; /* sl__conn_pump re-entrancy guard */
@@ -167,6 +167,7 @@ struct sl_broker {
     int topic_hash_size;
     int ntopics;
     sl_flusher *flusher;
+    struct sl_coord *coord;    /* consumer groups (group_int.h) */
     sl_timer retention_timer;
     sl_timer stop_timer;
     int64_t t_exec_ns;
@@ -227,12 +228,17 @@ void sl__flusher_dirty(sl_flusher *flusher, sl_partition *partition);
 void sl__flusher_quiesce(sl_flusher *flusher);
 bool sl__flusher_idle(const sl_flusher *flusher);
 
-typedef struct sl_produce_wait {
+/* A wait for a partition's durable offset to pass an append (Produce, and the coordinator's appends). */
+typedef struct sl_produce_wait sl_produce_wait;
+struct sl_produce_wait {
     sl_link link;
-    sl_request *req;
+    sl_request *req;         /* the request that waits, or NULL */
     int64_t offset_needed;   /* durable offset that acknowledges this append */
     sl_ProduceResponse_PartitionProduceResponse *presp;
-} sl_produce_wait;
+    void *arg;
+    /* Called once, unlinked: error_code 0 = durable, else the append is lost (storage error, shutdown). */
+    void (*complete)(sl_produce_wait *w, int16_t error_code);
+};
 /* Drops a partition's produce waits with an error (topic deleted, log failed). */
 void sl__produce_waits_fail(sl_partition *partition, int16_t error_code);
 /* The partition's durable offset moved (or its sync failed: error != 0). */
@@ -250,6 +256,27 @@ int sl__handle_create_topics(struct sl_broker *broker, sl_request *req);
 int sl__handle_delete_topics(struct sl_broker *broker, sl_request *req);
 int sl__handle_create_partitions(struct sl_broker *broker, sl_request *req);
 int sl__handle_describe_configs(struct sl_broker *broker, sl_request *req);
+int sl__handle_join_group(struct sl_broker *broker, sl_request *req);
+int sl__handle_sync_group(struct sl_broker *broker, sl_request *req);
+int sl__handle_heartbeat(struct sl_broker *broker, sl_request *req);
+int sl__handle_leave_group(struct sl_broker *broker, sl_request *req);
+int sl__handle_describe_groups(struct sl_broker *broker, sl_request *req);
+int sl__handle_list_groups(struct sl_broker *broker, sl_request *req);
+int sl__handle_delete_groups(struct sl_broker *broker, sl_request *req);
+int sl__handle_offset_commit(struct sl_broker *broker, sl_request *req);
+int sl__handle_offset_fetch(struct sl_broker *broker, sl_request *req);
+
+/* ---- the group coordinator (group.c, offsets.c) ---- */
+/* Opens __consumer_offsets and rebuilds groups and committed offsets from it. */
+int sl__coord_open(struct sl_broker *broker);
+void sl__coord_close(struct sl_broker *broker);
+/* A parked JoinGroup/SyncGroup's connection is closing: unlink it from its member. */
+void sl__group_release(sl_request *req);
+/* Shutdown: answers every parked JoinGroup/SyncGroup (NOT_COORDINATOR: clients find us again after restart). */
+void sl__groups_cancel_all(struct sl_broker *broker);
+/* A topic is being deleted: its committed offsets go too. */
+void sl__groups_topic_deleted(struct sl_broker *broker, const char *topic);
+bool sl__topic_internal(const sl_topic *topic);
 
 /* The served API table (dispatch.c): only these are advertised. */
 typedef struct sl_api_entry {
@@ -270,6 +297,8 @@ void sl__fetch_release(sl_request *req);
 
 /* Called whenever a partition's high watermark may have advanced. */
 static inline void sl__partition_hw_advanced(sl_partition *partition) { sl__fetch_waits_notify(partition); }
+
+#define ARENA_ARRAY(req, ptr, n) ((ptr) = sl_arena_alloc(&(req)->arena, sizeof *(ptr) * (size_t)((n) > 0 ? (n) : 1)))
 
 /* An sl_kstr as a NUL-terminated copy in the request arena (NULL if no memory). */
 char *sl__arena_cstr(sl_arena *arena, sl_kstr s);

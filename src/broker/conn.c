@@ -270,7 +270,7 @@ static void conn_free(sl_loop *loop, void *arg)
 {
     sl_conn *conn = arg;
     (void)loop;
-    SL_ASSERT(conn->closed && conn->nwaiting_produce == 0);
+    SL_ASSERT(conn->closed && conn->nwaiting_durable == 0);
     sl_loop_undefer(conn->broker->loop, &conn->pump_defer);
     sl_link_remove(&conn->mem_link);
     while (conn->head) pop_head(conn);
@@ -296,7 +296,7 @@ static void closed_cleanup(sl_conn *conn)
         conn->nreq--;
         request_free(req);
     }
-    if (conn->nwaiting_produce == 0) sl_loop_defer(conn->broker->loop, &conn->defer, conn_free, conn);
+    if (conn->nwaiting_durable == 0) sl_loop_defer(conn->broker->loop, &conn->defer, conn_free, conn);
 }
 
 static int16_t frame_api_key(const sl_request *req)
@@ -424,6 +424,8 @@ void sl__conn_close(sl_conn *conn, const char *why)
     sl_outq_clear(&conn->outq);
     for (sl_request *req = conn->head; req; req = req->next)
         if (req->state == SL_REQ_WAITING && req->hdr.RequestApiKey == 1) sl__fetch_release(req);
+        else if (req->state == SL_REQ_WAITING && (req->hdr.RequestApiKey == 11 || req->hdr.RequestApiKey == 14))
+            sl__group_release(req);
     sl__conn_pump(conn);
 }
 

@@ -22,12 +22,21 @@ static const sl_api_entry apis[] = {
     {1, 4, 11, sl__handle_fetch},
     {2, 0, 3, sl__handle_list_offsets},
     {3, 0, 6, sl__handle_metadata},
+    {8, 1, 7, sl__handle_offset_commit},
+    {9, 1, 7, sl__handle_offset_fetch},
     {10, 0, 2, sl__handle_find_coordinator},
+    {11, 0, 5, sl__handle_join_group},
+    {12, 0, 3, sl__handle_heartbeat},
+    {13, 0, 3, sl__handle_leave_group},
+    {14, 0, 3, sl__handle_sync_group},
+    {15, 0, 2, sl__handle_describe_groups},
+    {16, 0, 2, sl__handle_list_groups},
     {18, 0, 3, sl__handle_api_versions},
     {19, 0, 4, sl__handle_create_topics},
     {20, 0, 3, sl__handle_delete_topics},
     {32, 0, 2, sl__handle_describe_configs},
     {37, 0, 1, sl__handle_create_partitions},
+    {42, 0, 1, sl__handle_delete_groups},
 };
 
 const sl_api_entry *sl__api_entry(int16_t key)

@@ -92,7 +92,8 @@ int sl__handle_delete_topics(sl_broker *broker, sl_request *req)
         sl_DeleteTopicsResponse_DeletableTopicResult *out = &resp.Responses.items[i];
         out->Name = name;
         sl_topic *t = sl__topic_find(broker, name.ptr, (size_t)SL_MAX(name.len, 0));
-        out->ErrorCode = t ? sl__topic_delete(broker, t) : SL_KERR_UNKNOWN_TOPIC_OR_PARTITION;
+        out->ErrorCode = !t ? SL_KERR_UNKNOWN_TOPIC_OR_PARTITION
+                         : sl__topic_internal(t) ? SL_KERR_INVALID_TOPIC_EXCEPTION : sl__topic_delete(broker, t);
     }
     return sl__request_respond(req, &resp);
 }
@@ -115,6 +116,9 @@ int sl__handle_create_partitions(sl_broker *broker, sl_request *req)
         if (!topic) {
             out->ErrorCode = SL_KERR_UNKNOWN_TOPIC_OR_PARTITION;
             snprintf(msg, sizeof msg, "no topic named '%.*s'", (int)SL_MIN(SL_MAX(t->Name.len, 0), 100), t->Name.ptr);
+        } else if (sl__topic_internal(topic)) {
+            out->ErrorCode = SL_KERR_INVALID_TOPIC_EXCEPTION;
+            snprintf(msg, sizeof msg, "%.100s is internal: its partitions are fixed", topic->name);
         } else {
             out->ErrorCode = sl__topic_add_partitions(broker, topic, t->Count, m.ValidateOnly, msg, sizeof msg);
         }

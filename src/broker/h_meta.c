@@ -8,7 +8,6 @@
 #include "common/error.h"
 #include "common/log.h"
 
-#define ARENA_ARRAY(req, ptr, n) ((ptr) = sl_arena_alloc(&(req)->arena, sizeof *(ptr) * (size_t)((n) > 0 ? (n) : 1)))
 
 /* KIP-511: [a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])? */
 static bool software_name_valid(sl_kstr s)
@@ -52,7 +51,7 @@ static int fill_topic(sl_broker *broker, sl_request *req, sl_topic *topic,
 {
     out->ErrorCode = 0;
     out->Name = sl__kstr(topic->name);
-    out->IsInternal = false;
+    out->IsInternal = sl__topic_internal(topic);
     int32_t n = topic->npartitions;
     if (!ARENA_ARRAY(req, out->Partitions.items, n)) return SL_ENOMEM;
     out->Partitions.count = n;

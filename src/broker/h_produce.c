@@ -65,6 +65,8 @@ static int16_t append_one(sl_partition *p, const sl_krecords *records, int64_t *
     return 0;
 }
 
+static void complete_wait(sl_produce_wait *w, int16_t error_code);
+
 static void add_wait(sl_request *req, sl_produce_state *st, sl_partition *p,
                      sl_ProduceResponse_PartitionProduceResponse *pr)
 {
@@ -77,6 +79,7 @@ static void add_wait(sl_request *req, sl_produce_state *st, sl_partition *p,
     }
     w->req = req;
     w->presp = pr;
+    w->complete = complete_wait;
     w->offset_needed = sl_log_end_offset(p->log);
     sl_link_insert_tail(&p->produce_waits, &w->link);
     st->pending++;
@@ -97,6 +100,10 @@ static void produce_partition(sl_broker *broker, sl_request *req, sl_produce_sta
     sl_partition *p = topic ? sl__partition_get(topic, pd->Index) : NULL;
     if (!p) {
         pr->ErrorCode = SL_KERR_UNKNOWN_TOPIC_OR_PARTITION;
+        return;
+    }
+    if (sl__topic_internal(topic)) { /* Kafka: "Cannot append to internal topic" */
+        pr->ErrorCode = SL_KERR_INVALID_TOPIC_EXCEPTION;
         return;
     }
     pr->ErrorCode = append_one(p, &pd->Records, &pr->BaseOffset);
@@ -157,7 +164,7 @@ int sl__handle_produce(sl_broker *broker, sl_request *req)
     }
     req->state = SL_REQ_WAITING;
     req->hstate = st;
-    req->conn->nwaiting_produce++;
+    req->conn->nwaiting_durable++;
     return 0;
 }
 
@@ -165,7 +172,6 @@ static void complete_wait(sl_produce_wait *w, int16_t error_code)
 {
     sl_request *req = w->req;
     sl_produce_state *st = req->hstate;
-    sl_link_remove(&w->link);
     if (error_code) {
         w->presp->ErrorCode = error_code;
         w->presp->BaseOffset = -1;
@@ -173,7 +179,7 @@ static void complete_wait(sl_produce_wait *w, int16_t error_code)
     SL_ASSERT(st && st->pending > 0);
     if (--st->pending > 0) return;
     respond(req, st);
-    req->conn->nwaiting_produce--;
+    req->conn->nwaiting_durable--;
     sl__conn_pump_later(req->conn);
 }
 
@@ -183,7 +189,8 @@ void sl__produce_waits_advance(sl_partition *partition, int16_t error_code)
     while (!sl_link_empty(&partition->produce_waits)) {
         sl_produce_wait *w = SL_CONTAINER(partition->produce_waits.next, sl_produce_wait, link);
         if (w->offset_needed > durable && !error_code) break;
-        complete_wait(w, w->offset_needed > durable ? error_code : 0);
+        sl_link_remove(&w->link);
+        w->complete(w, w->offset_needed > durable ? error_code : 0);
     }
 }
 
@@ -191,6 +198,7 @@ void sl__produce_waits_fail(sl_partition *partition, int16_t error_code)
 {
     while (!sl_link_empty(&partition->produce_waits)) {
         sl_produce_wait *w = SL_CONTAINER(partition->produce_waits.next, sl_produce_wait, link);
-        complete_wait(w, error_code);
+        sl_link_remove(&w->link);
+        w->complete(w, error_code);
     }
 }

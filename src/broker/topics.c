@@ -247,6 +247,7 @@ int16_t sl__topic_delete(sl_broker *broker, sl_topic *topic)
         SL_ERROR("topics", "cannot delete topic %s: %s", topic->name, strerror(errno));
         return SL_KERR_KAFKA_STORAGE_ERROR;
     }
+    sl__groups_topic_deleted(broker, topic->name);
     unlink_topic(broker, topic);
     /* A sync round may hold jobs of these logs: let it finish first. */
     sl__flusher_quiesce(broker->flusher);

@@ -3,6 +3,7 @@
  *
  *   sluice broker [options]           run the Kafka-compatible broker
  *   sluice bench produce|consume ...  measure any Kafka broker (bench.c)
+ *   sluice groups list|describe|...   administer consumer groups (groups.c)
  *   sluice --help | --version
  *
  * Later subcommands (up, demo) join here; each parses its own options and
@@ -31,6 +32,7 @@ static void usage_main(FILE *out)
             "commands:\n"
             "  broker     run the broker (Kafka wire protocol; every Kafka client works)\n"
             "  bench      measure a Kafka broker (this one or any other): throughput, latency\n"
+            "  groups     list, describe, delete consumer groups and reset their offsets (any broker)\n"
             "\n"
             "  sluice <command> --help   explains a command's options\n"
             "  sluice --version          prints the version\n",
@@ -69,6 +71,13 @@ static void usage_broker(FILE *out)
             "  --message-max-bytes N    default max.message.bytes of topics (default 1048588)\n"
             "  --fetch-max-bytes N      largest Fetch response, whatever the client asks for (default\n"
             "                           8388608; a first batch larger than it is still sent whole)\n"
+            "  --group-initial-rebalance-delay MS\n"
+            "                           how long the first rebalance of an empty consumer group waits\n"
+            "                           for more members, extended while they keep joining (default\n"
+            "                           3000, Kafka's group.initial.rebalance.delay.ms; 0 = none)\n"
+            "  --group-min-session-timeout MS, --group-max-session-timeout MS\n"
+            "                           session timeouts consumers may ask for (default 6000 and\n"
+            "                           1800000); others get INVALID_SESSION_TIMEOUT\n"
             "  --log-level LEVEL        debug, info, warn or error (default info)\n"
             "  -h, --help               this text\n");
 }
@@ -128,6 +137,18 @@ static int parse_broker_opt(int c, const char *arg, sl_broker_config *cfg)
         if (parse_long(arg, 1024, INT32_MAX, &v)) return bad("--fetch-max-bytes", arg, "1024 to 2147483647");
         cfg->fetch_max_bytes = (int32_t)v;
         return 0;
+    case 'G':
+        if (parse_long(arg, 0, 300000, &v)) return bad("--group-initial-rebalance-delay", arg, "0 to 300000 ms");
+        cfg->group_initial_rebalance_delay_ms = (int32_t)v;
+        return 0;
+    case 's':
+        if (parse_long(arg, 1, INT32_MAX, &v)) return bad("--group-min-session-timeout", arg, "1 to 2147483647 ms");
+        cfg->group_min_session_timeout_ms = (int32_t)v;
+        return 0;
+    case 'S':
+        if (parse_long(arg, 1, INT32_MAX, &v)) return bad("--group-max-session-timeout", arg, "1 to 2147483647 ms");
+        cfg->group_max_session_timeout_ms = (int32_t)v;
+        return 0;
     case 'L': {
         static const char *const names[] = {"debug", "info", "warn", "error"};
         for (int i = 0; i < 4; i++)
@@ -149,6 +170,9 @@ static int cmd_broker(int argc, char **argv, int64_t t_exec_ns)
         {"auto-create", required_argument, NULL, 'c'},   {"flush", required_argument, NULL, 'f'},
         {"max-request-bytes", required_argument, NULL, 'r'}, {"message-max-bytes", required_argument, NULL, 'm'},
         {"fetch-max-bytes", required_argument, NULL, 'F'}, {"log-level", required_argument, NULL, 'L'},
+        {"group-initial-rebalance-delay", required_argument, NULL, 'G'},
+        {"group-min-session-timeout", required_argument, NULL, 's'},
+        {"group-max-session-timeout", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     sl_broker_config cfg;
@@ -170,6 +194,11 @@ static int cmd_broker(int argc, char **argv, int64_t t_exec_ns)
     }
     if (optind < argc) {
         fprintf(stderr, "sluice broker: unexpected argument '%s'; see 'sluice broker --help'\n", argv[optind]);
+        return 2;
+    }
+    if (cfg.group_min_session_timeout_ms > cfg.group_max_session_timeout_ms) {
+        fprintf(stderr, "sluice broker: --group-min-session-timeout (%d) is above --group-max-session-timeout (%d)\n",
+                cfg.group_min_session_timeout_ms, cfg.group_max_session_timeout_ms);
         return 2;
     }
     sl_broker *broker;
@@ -198,6 +227,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "broker") == 0) return cmd_broker(argc - 1, argv + 1, t_exec_ns);
     if (strcmp(argv[1], "bench") == 0) return sl_cli_bench(argc - 1, argv + 1);
+    if (strcmp(argv[1], "groups") == 0) return sl_cli_groups(argc - 1, argv + 1);
     fprintf(stderr, "sluice: unknown command '%s'; see 'sluice --help'\n", argv[1]);
     return 2;
 }

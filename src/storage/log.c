@@ -394,12 +394,13 @@ static bool expired(const sl_log *log, const sl__segment *seg, int64_t now_ms)
     return by_time || by_size;
 }
 
-int sl_log_enforce_retention(sl_log *log)
+/* Drops whole sealed segments from the front while drop() says so; returns the number or an SL_E code. */
+static int drop_front(sl_log *log, bool (*drop)(const sl_log *, const sl__segment *, int64_t), int64_t arg,
+                      const char *why)
 {
     SL_ASSERT(log && log->nsegs > 0);
-    int64_t now_ms = sl_wall_ms(log->clock);
     int ndel = 0, rc = 0;
-    while (log->nsegs > 1 && log->segs[0]->next_offset <= log->hw.offset && expired(log, log->segs[0], now_ms)) {
+    while (log->nsegs > 1 && log->segs[0]->next_offset <= log->hw.offset && drop(log, log->segs[0], arg)) {
         rc = sl__log_drop_segment(log, 0);
         if (rc) break;
         ndel++;
@@ -410,7 +411,28 @@ int sl_log_enforce_retention(sl_log *log)
     if (log->durable.offset < first->base_offset)
         log->durable = (sl__logpos){first->base_offset, first->base_offset, 0};
     SL_ASSERT(log->hw.offset >= first->base_offset);
-    SL_INFO("storage", "log %s: retention deleted %d segment(s); log start is now %lld", log->dir, ndel,
+    SL_INFO("storage", "log %s: %s deleted %d segment(s); log start is now %lld", log->dir, why, ndel,
             (long long)first->base_offset);
     return ndel;
+}
+
+static bool drop_expired(const sl_log *log, const sl__segment *seg, int64_t now_ms)
+{
+    return expired(log, seg, now_ms);
+}
+
+int sl_log_enforce_retention(sl_log *log)
+{
+    return drop_front(log, drop_expired, sl_wall_ms(log->clock), "retention");
+}
+
+static bool drop_below(const sl_log *log, const sl__segment *seg, int64_t offset)
+{
+    (void)log;
+    return seg->next_offset <= offset;
+}
+
+int sl_log_delete_before(sl_log *log, int64_t offset)
+{
+    return drop_front(log, drop_below, offset, "compaction");
 }

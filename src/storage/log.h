@@ -120,5 +120,9 @@ int sl_log_offset_for_time(sl_log *log, int64_t ts_ms, int64_t *offset_out, int6
  * their largest MaxTimestamp) or beyond retention_bytes, oldest first.
  * Returns the number deleted or an SL_E code. */
 int sl_log_enforce_retention(sl_log *log);
+/* Deletes whole sealed segments that end at or below `offset` (and below HW), oldest first: the
+ * compaction of an internal topic whose state from `offset` on supersedes everything before it.
+ * Returns the number deleted or an SL_E code. */
+int sl_log_delete_before(sl_log *log, int64_t offset);
 
 #endif

@@ -1,0 +1,626 @@
+/*
+ * offsets.c - __consumer_offsets: where groups and committed offsets live.
+ *
+ * An internal topic of one partition, written through the same log, the
+ * same group commit and the same durability as user data, in Kafka's own
+ * record formats (so Kafka's tools can read it):
+ *
+ *   offset commit   key   v1: int16 1, string group, string topic, int32 partition
+ *                   value v3: int16 3, int64 offset, int32 leader epoch, string metadata,
+ *                             int64 commit timestamp
+ *   group metadata  key   v2: int16 2, string group
+ *                   value v3: int16 3, string protocol type, int32 generation,
+ *                             nullable string protocol, nullable string leader,
+ *                             int64 state timestamp, [member id, nullable instance id,
+ *                             client id, client host, int32 rebalance timeout,
+ *                             int32 session timeout, bytes subscription, bytes assignment]
+ *   a null value is a tombstone (the offset, or the group, is deleted)
+ *
+ * On start the whole log is replayed in order; the last record of a key
+ * wins. Older value versions (v0-v2 of both) are read too.
+ *
+ * Visibility: a commit becomes visible to OffsetFetch when its record is
+ * durable (flush `always`), as Kafka applies a commit when the append
+ * completes. Until then its offset entry counts the pending append.
+ *
+ * Compaction, by snapshot: once more than max(offsets_compact_bytes, 2 x
+ * the last snapshot) has been appended since the last snapshot, every live
+ * group and offset is written again at the end of the log. An offset whose
+ * own append is still pending is left out: that record precedes the
+ * snapshot and is newer than the value in memory. When the snapshot is
+ * durable, every segment that ends before it is deleted: the snapshot and
+ * what follows supersede them (a replay of any suffix that starts at or
+ * before the snapshot rebuilds the same state).
+ */
+#include <stdio.h>
+#include <string.h>
+#include "broker/group_int.h"
+#include "common/alloc.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "storage/batch.h"
+
+#define SL_SNAPSHOT_BATCH_BYTES (1 << 20)
+#define SL_REPLAY_READ_BYTES (4 << 20)
+
+bool sl__topic_internal(const sl_topic *topic) { return strcmp(topic->name, SL_OFFSETS_TOPIC) == 0; }
+
+/* ---- committed offsets of a group: a sorted array ---- */
+
+static int cmp_key(const sl_goffset *o, const char *topic, size_t len, int32_t partition)
+{
+    size_t olen = strlen(o->topic);
+    int c = memcmp(o->topic, topic, SL_MIN(olen, len));
+    if (c) return c;
+    if (olen != len) return olen < len ? -1 : 1;
+    return o->partition < partition ? -1 : o->partition > partition;
+}
+
+static int lower_bound(const sl_group *g, const char *topic, size_t len, int32_t partition)
+{
+    int lo = 0, hi = g->noffsets;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (cmp_key(&g->offsets[mid], topic, len, partition) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+sl_goffset *sl__goffset_find(sl_group *g, const char *topic, size_t topic_len, int32_t partition)
+{
+    int i = lower_bound(g, topic, topic_len, partition);
+    if (i < g->noffsets && cmp_key(&g->offsets[i], topic, topic_len, partition) == 0) return &g->offsets[i];
+    return NULL;
+}
+
+sl_goffset *sl__goffset_get(sl_group *g, const char *topic, size_t topic_len, int32_t partition)
+{
+    int i = lower_bound(g, topic, topic_len, partition);
+    if (i < g->noffsets && cmp_key(&g->offsets[i], topic, topic_len, partition) == 0) return &g->offsets[i];
+    if (g->noffsets == g->offsets_cap) {
+        g->offsets_cap = g->offsets_cap ? g->offsets_cap * 2 : 8;
+        g->offsets = sl_realloc(g->offsets, sizeof *g->offsets * (size_t)g->offsets_cap);
+    }
+    memmove(&g->offsets[i + 1], &g->offsets[i], sizeof *g->offsets * (size_t)(g->noffsets - i));
+    g->noffsets++;
+    sl_goffset *o = &g->offsets[i];
+    memset(o, 0, sizeof *o);
+    o->topic = sl_strndup(topic, topic_len);
+    o->partition = partition;
+    o->offset = -1;
+    o->leader_epoch = -1;
+    return o;
+}
+
+void sl__goffset_remove(sl_group *g, sl_goffset *o)
+{
+    int i = (int)(o - g->offsets);
+    SL_ASSERT(i >= 0 && i < g->noffsets);
+    sl_free(o->topic);
+    sl_free(o->metadata);
+    memmove(&g->offsets[i], &g->offsets[i + 1], sizeof *g->offsets * (size_t)(g->noffsets - i - 1));
+    g->noffsets--;
+}
+
+void sl__goffset_set(sl_goffset *o, int64_t offset, int32_t leader_epoch, const char *meta, size_t meta_len,
+                     int64_t ts)
+{
+    o->offset = offset;
+    o->leader_epoch = leader_epoch;
+    o->commit_ts = ts;
+    sl_free(o->metadata);
+    o->metadata = sl_strndup(meta ? meta : "", meta ? meta_len : 0);
+}
+
+/* ---- record encoding ---- */
+
+static void put_str(sl_kwriter *w, const char *s) { sl_kwrite_str(w, false, s == NULL, sl__kstr(s)); }
+
+static void rec_begin(sl_kwriter *w, sl_buf *kv, sl_orec *rec)
+{
+    sl_kwriter_init(w, kv, NULL, 0);
+    rec->key_at = kv->len;
+}
+
+void sl__offsets_commit_record(sl_buf *kv, const char *group, const char *topic, size_t topic_len,
+                               int32_t partition, const sl_goffset *value, sl_orec *rec)
+{
+    sl_kwriter w;
+    rec_begin(&w, kv, rec);
+    sl_kwrite_int16(&w, 1);
+    put_str(&w, group);
+    sl_kwrite_str(&w, false, false, (sl_kstr){topic, (int32_t)topic_len});
+    sl_kwrite_int32(&w, partition);
+    rec->key_len = kv->len - rec->key_at;
+    rec->val_at = kv->len;
+    rec->val_len = -1;
+    if (!value) return;
+    sl_kwrite_int16(&w, 3);
+    sl_kwrite_int64(&w, value->offset);
+    sl_kwrite_int32(&w, value->leader_epoch);
+    put_str(&w, value->metadata ? value->metadata : "");
+    sl_kwrite_int64(&w, value->commit_ts);
+    rec->val_len = (int32_t)(kv->len - rec->val_at);
+}
+
+static void member_value(sl_kwriter *w, const sl_group *g, const sl_member *mb)
+{
+    put_str(w, mb->id);
+    put_str(w, mb->instance_id);
+    put_str(w, mb->client_id);
+    put_str(w, mb->client_host);
+    sl_kwrite_int32(w, mb->rebalance_timeout_ms);
+    sl_kwrite_int32(w, mb->session_timeout_ms);
+    const sl_gprotocol *p = NULL;
+    for (int i = 0; g->protocol_name && i < mb->nprotocols; i++)
+        if (strcmp(mb->protocols[i].name, g->protocol_name) == 0) p = &mb->protocols[i];
+    sl_kwrite_bytes(w, false, false, p ? (sl_kbytes){p->meta, p->meta_len} : SL_KBYTES_EMPTY);
+    sl_kwrite_bytes(w, false, false,
+                    mb->assignment ? (sl_kbytes){mb->assignment, mb->assignment_len} : SL_KBYTES_EMPTY);
+}
+
+void sl__offsets_group_record(sl_buf *kv, const sl_group *g, bool tombstone, sl_orec *rec)
+{
+    sl_kwriter w;
+    rec_begin(&w, kv, rec);
+    sl_kwrite_int16(&w, 2);
+    put_str(&w, g->id);
+    rec->key_len = kv->len - rec->key_at;
+    rec->val_at = kv->len;
+    rec->val_len = -1;
+    if (tombstone) return;
+    sl_kwrite_int16(&w, 3);
+    put_str(&w, g->protocol_type ? g->protocol_type : "");
+    sl_kwrite_int32(&w, g->generation);
+    put_str(&w, g->protocol_name);
+    put_str(&w, g->leader ? g->leader->id : NULL);
+    sl_kwrite_int64(&w, g->state_ts_ms);
+    sl_kwrite_int32(&w, g->nmembers);
+    for (sl_link *l = g->members.next; l != &g->members; l = l->next)
+        member_value(&w, g, SL_CONTAINER(l, sl_member, link));
+    rec->val_len = (int32_t)(kv->len - rec->val_at);
+}
+
+/* ---- appends ---- */
+
+static bool acks_wait_for_sync(const sl_coord *c) { return c->broker->cfg.flush_mode == SL_FLUSH_ALWAYS; }
+
+int16_t sl__offsets_append(sl_coord *c, const sl_buf *kv, const sl_orec *recs, int n, sl_produce_wait *w,
+                           bool *waiting)
+{
+    SL_ASSERT(n > 0);
+    *waiting = false;
+    sl_partition *p = c->log;
+    sl_record_in *ins = sl_calloc((size_t)n, sizeof *ins);
+    size_t cap = SL_BATCH_HEADER_SIZE;
+    int64_t now = sl_wall_ms(c->broker->cfg.clock);
+    for (int i = 0; i < n; i++) {
+        ins[i].timestamp = now;
+        ins[i].key = kv->data + recs[i].key_at;
+        ins[i].key_len = (int32_t)recs[i].key_len;
+        ins[i].value = recs[i].val_len >= 0 ? kv->data + recs[i].val_at : NULL;
+        ins[i].value_len = recs[i].val_len;
+        cap += 40 + recs[i].key_len + (size_t)SL_MAX(recs[i].val_len, 0);
+    }
+    sl_batch_header h = {.ProducerId = -1, .ProducerEpoch = -1, .BaseSequence = -1};
+    sl_buf_reset(&c->scratch);
+    int16_t err = 0;
+    if (sl_buf_reserve(&c->scratch, cap) != 0) err = SL_KERR_MESSAGE_TOO_LARGE;
+    size_t len = err ? 0 : sl_batch_encode(c->scratch.data, cap, &h, ins, n);
+    sl_free(ins);
+    SL_ASSERT(err || len > 0);
+    sl_batches_info info;
+    if (!err && sl_batches_validate(c->scratch.data, len, INT32_MAX, &info) != SL_BATCH_OK) err = SL_KERR_CORRUPT_MESSAGE;
+    int64_t base;
+    if (!err && sl_log_append(p->log, c->scratch.data, len, &info, &base) != 0) {
+        SL_WARN("group", "append to %s failed; answering COORDINATOR_NOT_AVAILABLE", SL_OFFSETS_TOPIC);
+        err = SL_KERR_COORDINATOR_NOT_AVAILABLE;
+    }
+    if (err) return err;
+    c->bytes_since_snapshot += (int64_t)len;
+    sl__flusher_dirty(c->broker->flusher, p);
+    if (acks_wait_for_sync(c) && w) {
+        w->offset_needed = sl_log_end_offset(p->log);
+        sl_link_insert_tail(&p->produce_waits, &w->link);
+        *waiting = true;
+    } else if (!acks_wait_for_sync(c)) {
+        sl__partition_hw_advanced(p);
+    }
+    return 0;
+}
+
+typedef struct req_wait {
+    sl_produce_wait w;
+    sl_offsets_done_fn done;
+    void *arg;
+} req_wait;
+
+static void req_wait_complete(sl_produce_wait *w, int16_t err)
+{
+    req_wait *rw = (req_wait *)w;
+    sl_request *req = w->req;
+    rw->done(req, rw->arg, err ? SL_KERR_COORDINATOR_NOT_AVAILABLE : 0);
+    req->conn->nwaiting_durable--;
+    sl__conn_pump_later(req->conn);
+}
+
+int16_t sl__offsets_append_for(sl_coord *c, sl_request *req, const sl_buf *kv, const sl_orec *recs, int n,
+                               sl_offsets_done_fn done, void *arg)
+{
+    req_wait *rw = sl_arena_alloc(&req->arena, sizeof *rw);
+    if (!rw) {
+        done(req, arg, SL_KERR_COORDINATOR_NOT_AVAILABLE);
+        return SL_KERR_COORDINATOR_NOT_AVAILABLE;
+    }
+    rw->w.req = req;
+    rw->w.complete = req_wait_complete;
+    rw->done = done;
+    rw->arg = arg;
+    bool waiting;
+    int16_t err = sl__offsets_append(c, kv, recs, n, &rw->w, &waiting);
+    if (!waiting) {
+        done(req, arg, err);
+        return err;
+    }
+    req->state = SL_REQ_WAITING;
+    req->hstate = NULL;
+    req->conn->nwaiting_durable++;
+    return 0;
+}
+
+int16_t sl__offsets_store_group(sl_coord *c, sl_group *g)
+{
+    sl_buf kv;
+    sl_buf_init(&kv, SIZE_MAX);
+    sl_orec rec;
+    sl__offsets_group_record(&kv, g, false, &rec);
+    bool waiting;
+    int16_t err = sl__offsets_append(c, &kv, &rec, 1, NULL, &waiting);
+    sl_buf_deinit(&kv);
+    return err;
+}
+
+/* ---- replay on start ---- */
+
+static char *kdup(sl_kstr s) { return s.len < 0 ? NULL : sl_strndup(s.ptr, (size_t)s.len); }
+
+static void replay_offset(sl_coord *c, sl_kstr group, sl_kstr topic, int32_t partition, const sl_record *r)
+{
+    if (group.len <= 0 || topic.len <= 0) return;
+    sl_group *g = sl__group_get_or_create(c, group.ptr, (size_t)group.len);
+    if (!r->value) {
+        sl_goffset *o = sl__goffset_find(g, topic.ptr, (size_t)topic.len, partition);
+        if (o) sl__goffset_remove(g, o);
+        return;
+    }
+    sl_kreader vr;
+    sl_kreader_init(&vr, r->value, (size_t)r->value_len);
+    int16_t v = sl_kread_int16(&vr);
+    int64_t offset = sl_kread_int64(&vr);
+    int32_t epoch = v >= 3 ? sl_kread_int32(&vr) : -1;
+    sl_kstr meta = sl_kread_str(&vr, false, false);
+    int64_t ts = sl_kread_int64(&vr);
+    if (vr.err || v < 0 || v > 3) {
+        SL_WARN("group", "%s: skipping an offset record of group %.*s with a value it cannot read (version %d)",
+                SL_OFFSETS_TOPIC, (int)group.len, group.ptr, v);
+        return;
+    }
+    sl_goffset *o = sl__goffset_get(g, topic.ptr, (size_t)topic.len, partition);
+    sl__goffset_set(o, offset, epoch, meta.ptr, (size_t)meta.len, ts);
+}
+
+static int replay_member(sl_group *g, sl_kreader *r, int16_t v)
+{
+    char *id = kdup(sl_kread_str(r, false, false));
+    char *inst = v >= 3 ? kdup(sl_kread_str(r, false, true)) : NULL;
+    char *client = kdup(sl_kread_str(r, false, false));
+    char *host = kdup(sl_kread_str(r, false, false));
+    int32_t rebalance_ms = v >= 1 ? sl_kread_int32(r) : -1;
+    int32_t session_ms = sl_kread_int32(r);
+    sl_kbytes sub = sl_kread_bytes(r, false, false);
+    sl_kbytes assign = sl_kread_bytes(r, false, false);
+    int rc = r->err ? SL_EINVAL : 0;
+    if (!rc)
+        sl__group_member_restore(g, id, inst, client, host, session_ms, rebalance_ms > 0 ? rebalance_ms : session_ms,
+                                 sub.ptr, sub.len, assign.ptr, assign.len);
+    sl_free(id);
+    sl_free(inst);
+    sl_free(client);
+    sl_free(host);
+    return rc;
+}
+
+static void replay_group(sl_coord *c, sl_kstr group, const sl_record *r)
+{
+    if (group.len <= 0) return;
+    sl_group *g = sl__group_get_or_create(c, group.ptr, (size_t)group.len);
+    sl__group_reset(g);
+    if (!r->value) {
+        sl__group_maybe_forget(c, g);
+        return;
+    }
+    sl_kreader vr;
+    sl_kreader_init(&vr, r->value, (size_t)r->value_len);
+    int16_t v = sl_kread_int16(&vr);
+    sl_kstr type = sl_kread_str(&vr, false, false);
+    g->generation = sl_kread_int32(&vr);
+    sl_kstr proto = sl_kread_str(&vr, false, true), leader = sl_kread_str(&vr, false, true);
+    if (v >= 2) g->state_ts_ms = sl_kread_int64(&vr);
+    int32_t n = sl_kread_int32(&vr);
+    g->protocol_type = type.len > 0 ? kdup(type) : NULL;
+    g->protocol_name = kdup(proto);
+    for (int32_t i = 0; i < n && !vr.err && v >= 0 && v <= 3; i++) replay_member(g, &vr, v);
+    if (vr.err || v < 0 || v > 3) {
+        SL_WARN("group", "%s: group %.*s has a metadata record it cannot read (version %d); its members "
+                "will rejoin", SL_OFFSETS_TOPIC, (int)group.len, group.ptr, v);
+        sl__group_reset(g);
+        return;
+    }
+    g->leader = leader.len > 0 ? sl__group_member(g, leader.ptr, (size_t)leader.len) : NULL;
+}
+
+static void replay_record(sl_coord *c, const sl_record *r, int64_t *nbad)
+{
+    sl_kreader kr;
+    sl_kreader_init(&kr, r->key ? r->key : (const uint8_t *)"", (size_t)SL_MAX(r->key_len, 0));
+    int16_t kv = sl_kread_int16(&kr);
+    sl_kstr group = sl_kread_str(&kr, false, false);
+    if (!kr.err && (kv == 0 || kv == 1)) {
+        sl_kstr topic = sl_kread_str(&kr, false, false);
+        int32_t partition = sl_kread_int32(&kr);
+        if (!kr.err) replay_offset(c, group, topic, partition, r);
+    } else if (!kr.err && kv == 2) {
+        replay_group(c, group, r);
+    }
+    if (kr.err || kv < 0 || kv > 2) (*nbad)++;
+}
+
+/* Replays the records of whole batches in buf; returns the offset after the last batch replayed. */
+static int64_t replay_batches(sl_coord *c, const uint8_t *p, const uint8_t *end, int64_t off, int64_t *nrec,
+                              int64_t *nbad)
+{
+    while (end - p >= SL_BATCH_HEADER_SIZE) {
+        int64_t size = sl_batch_size(p);
+        if (size < SL_BATCH_HEADER_SIZE || size > end - p) break;
+        sl_batch_header h;
+        sl_batch_header_parse(p, (size_t)size, &h);
+        sl_batch_iter it;
+        if (!(h.Attributes & SL_BATCH_ATTR_CONTROL) && sl_batch_iter_init(&it, p, (size_t)size) == 0) {
+            sl_record r;
+            int rc;
+            while ((rc = sl_batch_iter_next(&it, &r)) == 1) {
+                replay_record(c, &r, nbad);
+                (*nrec)++;
+            }
+            if (rc < 0) (*nbad)++;
+        } else if (!(h.Attributes & SL_BATCH_ATTR_CONTROL)) {
+            (*nbad)++;
+        }
+        off = h.BaseOffset + h.LastOffsetDelta + 1;
+        p += size;
+    }
+    return off;
+}
+
+static int read_slice(sl_fileio *io, const sl_log_slice *s, uint8_t *buf)
+{
+    for (int64_t done = 0; done < s->len;) {
+        ssize_t n = io->pread(io, s->fd, buf + done, (size_t)(s->len - done), s->file_off + done);
+        if (n <= 0) return SL_EIO;
+        done += n;
+    }
+    return 0;
+}
+
+static int replay(sl_coord *c)
+{
+    sl_log *log = c->log->log;
+    int64_t off = sl_log_start_offset(log), hw = sl_log_high_watermark(log), nrec = 0, nbad = 0;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    while (off < hw && !rc) {
+        sl_log_slice s;
+        rc = sl_log_read(log, off, SL_REPLAY_READ_BYTES, &s);
+        if (rc || s.len == 0) break;
+        if ((size_t)s.len > cap) {
+            cap = (size_t)s.len;
+            buf = sl_realloc(buf, cap);
+        }
+        rc = read_slice(c->broker->cfg.io, &s, buf);
+        sl_log_slice_release(s.ref);
+        int64_t next = rc ? off : replay_batches(c, buf, buf + s.len, off, &nrec, &nbad);
+        if (!rc && next <= off) rc = SL_ECORRUPT;
+        off = next;
+    }
+    sl_free(buf);
+    if (rc) {
+        SL_ERROR("group", "cannot read %s at offset %lld: %s", SL_OFFSETS_TOPIC, (long long)off, sl_strerror(rc));
+        return rc;
+    }
+    if (nbad) SL_WARN("group", "%s: skipped %lld record(s) it could not read", SL_OFFSETS_TOPIC, (long long)nbad);
+    c->bytes_since_snapshot = sl_log_size_bytes(log);
+    return 0;
+}
+
+/* ---- compaction by snapshot ---- */
+
+typedef struct snap {
+    sl_coord *c;
+    sl_buf kv;
+    sl_orec *recs;
+    int n, cap;
+    int64_t bytes;
+    int16_t err;
+} snap;
+
+static sl_orec *snap_rec(snap *s)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 256;
+        s->recs = sl_realloc(s->recs, sizeof *s->recs * (size_t)s->cap);
+    }
+    return &s->recs[s->n++];
+}
+
+static void snap_flush(snap *s)
+{
+    if (s->n == 0 || s->err) return;
+    bool waiting;
+    s->err = sl__offsets_append(s->c, &s->kv, s->recs, s->n, NULL, &waiting);
+    s->bytes += (int64_t)s->kv.len;
+    s->n = 0;
+    sl_buf_reset(&s->kv);
+}
+
+static void snap_group(snap *s, sl_group *g)
+{
+    if (g->generation > 0 || g->nmembers > 0) sl__offsets_group_record(&s->kv, g, false, snap_rec(s));
+    for (int i = 0; i < g->noffsets; i++) {
+        const sl_goffset *o = &g->offsets[i];
+        if (o->pending || o->offset < 0) continue; /* a pending append before the snapshot is newer */
+        sl__offsets_commit_record(&s->kv, g->id, o->topic, strlen(o->topic), o->partition, o, snap_rec(s));
+        if (s->kv.len >= SL_SNAPSHOT_BATCH_BYTES) snap_flush(s);
+    }
+    if (s->kv.len >= SL_SNAPSHOT_BATCH_BYTES) snap_flush(s);
+}
+
+static int64_t durable_end(const sl_coord *c)
+{
+    sl_log *log = c->log->log;
+    return c->broker->cfg.flush_mode == SL_FLUSH_OS ? sl_log_high_watermark(log) : sl_log_durable_offset(log);
+}
+
+static void write_snapshot(sl_coord *c)
+{
+    snap s = {.c = c};
+    sl_buf_init(&s.kv, SIZE_MAX);
+    sl_log *log = c->log->log;
+    int64_t start = sl_log_end_offset(log);
+    /* Appends still waiting for their sync lie at or after the durable point; keep them. */
+    int64_t keep_from = SL_MIN(start, durable_end(c));
+    int64_t groups = 0;
+    for (int i = 0; i < c->hash_size && !s.err; i++)
+        for (sl_group *g = c->hash[i]; g && !s.err; g = g->hash_next, groups++) snap_group(&s, g);
+    snap_flush(&s);
+    sl_buf_deinit(&s.kv);
+    sl_free(s.recs);
+    if (s.err) {
+        SL_WARN("group", "%s: snapshot failed (error %d); will retry", SL_OFFSETS_TOPIC, s.err);
+        return;
+    }
+    c->snapshot_drop_before = keep_from;
+    c->snapshot_end = sl_log_end_offset(log);
+    c->snapshot_bytes = s.bytes;
+    c->bytes_since_snapshot = 0;
+    SL_INFO("group", "%s: snapshot of %lld group(s), %lld bytes at offsets %lld-%lld", SL_OFFSETS_TOPIC,
+            (long long)groups, (long long)s.bytes, (long long)start, (long long)c->snapshot_end);
+}
+
+void sl__offsets_maintain(sl_coord *c)
+{
+    if (c->snapshot_end >= 0 && durable_end(c) >= c->snapshot_end) {
+        int n = sl_log_delete_before(c->log->log, c->snapshot_drop_before);
+        if (n >= 0) c->snapshot_end = -1;
+    }
+    int64_t due = SL_MAX(c->broker->cfg.offsets_compact_bytes, 2 * c->snapshot_bytes);
+    if (c->snapshot_end < 0 && c->bytes_since_snapshot > due) write_snapshot(c);
+}
+
+static void on_coord_tick(sl_loop *loop, sl_timer *timer)
+{
+    sl_coord *c = timer->arg;
+    sl__offsets_maintain(c);
+    sl_timer_start(loop, timer, 1000);
+}
+
+/* ---- topics and lifecycle ---- */
+
+void sl__groups_topic_deleted(sl_broker *broker, const char *topic)
+{
+    sl_coord *c = broker->coord;
+    if (!c) return;
+    size_t tlen = strlen(topic);
+    sl_buf kv;
+    sl_buf_init(&kv, SIZE_MAX);
+    for (int i = 0; i < c->hash_size; i++) {
+        for (sl_group *g = c->hash[i]; g; g = g->hash_next) {
+            int n = 0;
+            sl_orec recs[64];
+            for (int j = 0; j < g->noffsets;) {
+                sl_goffset *o = &g->offsets[j];
+                if (strcmp(o->topic, topic) != 0) {
+                    j++;
+                    continue;
+                }
+                sl__offsets_commit_record(&kv, g->id, topic, tlen, o->partition, NULL, &recs[n++]);
+                sl__goffset_remove(g, o);
+                if (n == (int)SL_ARRAY_LEN(recs)) {
+                    bool waiting;
+                    sl__offsets_append(c, &kv, recs, n, NULL, &waiting);
+                    sl_buf_reset(&kv);
+                    n = 0;
+                }
+            }
+            if (n) {
+                bool waiting;
+                sl__offsets_append(c, &kv, recs, n, NULL, &waiting);
+                sl_buf_reset(&kv);
+            }
+        }
+    }
+    sl_buf_deinit(&kv);
+}
+
+static int offsets_topic(sl_broker *b, sl_topic **out)
+{
+    *out = sl__topic_find(b, SL_OFFSETS_TOPIC, strlen(SL_OFFSETS_TOPIC));
+    if (*out) return 0;
+    sl_topic_config tc;
+    sl__topic_config_default(b, &tc);
+    char seg[32], msg[256];
+    snprintf(seg, sizeof seg, "%lld", (long long)b->cfg.offsets_segment_bytes);
+    const char *kv[][2] = {{"retention.ms", "-1"}, {"retention.bytes", "-1"}, {"segment.bytes", seg}};
+    for (size_t i = 0; i < SL_ARRAY_LEN(kv); i++) {
+        int16_t e = sl__topic_config_set(&tc, kv[i][0], strlen(kv[i][0]), kv[i][1], strlen(kv[i][1]), msg, sizeof msg);
+        SL_ASSERT(e == 0);
+    }
+    int16_t err = sl__topic_create(b, SL_OFFSETS_TOPIC, strlen(SL_OFFSETS_TOPIC), 1, &tc, false, msg, sizeof msg);
+    if (err) {
+        SL_ERROR("group", "cannot create %s: %s", SL_OFFSETS_TOPIC, msg);
+        return SL_EIO;
+    }
+    *out = sl__topic_find(b, SL_OFFSETS_TOPIC, strlen(SL_OFFSETS_TOPIC));
+    return 0;
+}
+
+int sl__coord_open(sl_broker *b)
+{
+    sl_coord *c = SL_NEW(sl_coord);
+    c->broker = b;
+    c->snapshot_end = -1;
+    c->id_seed = (uint64_t)sl_wall_ms(b->cfg.clock) * 0x9e3779b97f4a7c15ull ^ (uint64_t)sl_mono_ns(b->cfg.clock);
+    sl_buf_init(&c->scratch, SL_LOG_APPEND_BYTES_MAX);
+    sl_timer_init(&c->tick, on_coord_tick, c);
+    b->coord = c;
+    sl_topic *t;
+    int rc = offsets_topic(b, &t);
+    if (rc) return rc;
+    c->log = t->partitions[0];
+    int64_t t0 = sl_mono_ns(b->cfg.clock);
+    rc = replay(c);
+    if (rc) return rc;
+    int64_t members = 0;
+    for (int i = 0; i < c->hash_size; i++) {
+        for (sl_group *g = c->hash[i]; g; g = g->hash_next) {
+            sl__group_loaded(c, g);
+            members += g->nmembers;
+        }
+    }
+    SL_INFO("group", "loaded %d group(s) with %lld member(s) from %s (%lld bytes) in %.1f ms", c->ngroups,
+            (long long)members, SL_OFFSETS_TOPIC, (long long)sl_log_size_bytes(c->log->log),
+            (double)(sl_mono_ns(b->cfg.clock) - t0) / 1e6);
+    sl_timer_start(b->loop, &c->tick, 1000);
+    return 0;
+}
