@@ -8,7 +8,8 @@
  * and closed it, then the input side hangs up so parked fetches go too.
  * Inputs may hold several frames: the corpus seeds are sequences of valid
  * requests (create a topic, produce a valid batch, fetch it, list offsets,
- * describe configs, delete it) for the fuzzer to mutate. Must never crash,
+ * describe configs, delete it; join, sync, heartbeat, commit, fetch offsets,
+ * describe, list, leave and delete groups) for the fuzzer to mutate. Must never crash,
  * hang, leak or read out of bounds: the handlers, not only the codecs, meet
  * hostile values here (negative counts, huge partition numbers, null names).
  */
@@ -51,6 +52,7 @@ static void setup(void)
     cfg.flush_mode = SL_FLUSH_OS;
     cfg.partitions_max = 8;
     cfg.request_max_bytes = 1 << 20;
+    cfg.group_initial_rebalance_delay_ms = 0; /* rebalances complete within an input */
     sl_logger_set_level(getenv("SL_FUZZ_LOG") ? SL_LOG_DEBUG : SL_LOG_OFF);
     if (sl_broker_open(&cfg, &broker) != 0) abort();
 }

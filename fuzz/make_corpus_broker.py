@@ -70,10 +70,52 @@ def delete_topics_v1(topic):
     return frame(20, 1, 8, struct.pack('>i', 1) + s16(topic) + struct.pack('>i', 5000))
 
 
+def ns16(s):
+    return struct.pack('>h', -1) if s is None else s16(s)
+
+
+def join_v(version, group, member, instance, session=10000):
+    body = s16(group) + struct.pack('>i', session) + (struct.pack('>i', session) if version >= 1 else b'') + \
+        s16(member) + (ns16(instance) if version >= 5 else b'') + s16('consumer') + struct.pack('>i', 1) + \
+        s16('range') + struct.pack('>i', 4) + b'subs'
+    return frame(11, version, 10, body)
+
+
+def sync_v3(group, gen, member, instance):
+    body = s16(group) + struct.pack('>i', gen) + s16(member) + ns16(instance) + struct.pack('>i', 1) + \
+        s16(member) + struct.pack('>i', 3) + b'asg'
+    return frame(14, 3, 11, body)
+
+
+def heartbeat_v3(group, gen, member, instance):
+    return frame(12, 3, 12, s16(group) + struct.pack('>i', gen) + s16(member) + ns16(instance))
+
+
+def commit_v7(group, gen, member, topic, part, offset, meta):
+    body = s16(group) + struct.pack('>i', gen) + s16(member) + ns16(None) + struct.pack('>i', 1) + s16(topic) + \
+        struct.pack('>i', 1) + struct.pack('>iqi', part, offset, -1) + ns16(meta)
+    return frame(8, 7, 13, body)
+
+
+def offset_fetch_v5(group, topic):
+    topics = struct.pack('>i', -1) if topic is None else \
+        struct.pack('>i', 1) + s16(topic) + struct.pack('>i', 2) + struct.pack('>ii', 0, 1)
+    return frame(9, 5, 14, s16(group) + topics)
+
+
+def groups_frames(group):
+    describe = frame(15, 2, 15, struct.pack('>i', 2) + s16(group) + s16('nope'))
+    listg = frame(16, 2, 16, b'')
+    leave = frame(13, 3, 17, s16(group) + struct.pack('>i', 2) + s16('x') + ns16(None) + s16('') + ns16('inst'))
+    delete = frame(42, 1, 18, struct.pack('>i', 2) + s16(group) + s16(''))
+    return describe + listg + leave + delete
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     for f in os.listdir(OUT):
-        os.remove(os.path.join(OUT, f))
+        if not f.startswith('found-'):  # what the fuzzer found stays
+            os.remove(os.path.join(OUT, f))
     recs = [(i * 10, b'k%d' % i, b'value-%d' % i, [(b'h', b'%d' % i)]) for i in range(3)]
     batch = mb.batch(recs)
     seqs = {
@@ -86,6 +128,15 @@ def main():
         'acks0_then_fetch': metadata_v4('a0') + produce_v3('a0', 0, batch, acks=0) + fetch_v4('a0', 0, 0),
         'parked_fetch': metadata_v4('pk') + fetch_v4('pk', 0, 0, max_wait=60000, min_bytes=1000),
         'bad_partition': metadata_v4('bp') + produce_v3('bp', 99, batch) + fetch_v4('bp', -1, 0),
+        'group_dynamic': metadata_v4('gt') + join_v(3, 'gd', '', None) + join_v(5, 'gd', '', None)
+        + sync_v3('gd', 1, '', None) + heartbeat_v3('gd', 1, 'm', None) + commit_v7('gd', 1, 'm', 'gt', 0, 5, 'x')
+        + groups_frames('gd'),
+        'group_static': metadata_v4('gt') + join_v(5, 'gs', '', 'inst') + join_v(5, 'gs', '', 'inst')
+        + heartbeat_v3('gs', 1, 'old', 'inst') + sync_v3('gs', 1, 'old', 'inst') + groups_frames('gs'),
+        'group_offsets': metadata_v4('gt') + commit_v7('go', -1, '', 'gt', 0, 42, 'meta')
+        + commit_v7('go', -1, '', 'gt', 7, 1, None) + offset_fetch_v5('go', 'gt') + offset_fetch_v5('go', None)
+        + groups_frames('go') + offset_fetch_v5('go', None),
+        'group_v0': join_v(0, 'g0', '', None, session=6000) + join_v(1, 'g0', 'bad', None),
     }
     for name, blob in seqs.items():
         with open(os.path.join(OUT, name), 'wb') as fh:

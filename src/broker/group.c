@@ -732,7 +732,7 @@ static void store_done(sl_produce_wait *w, int16_t err)
 {
     store_wait *sw = (store_wait *)w;
     sl_group *g = sl__group_find(sw->coord, sw->group_id, strlen(sw->group_id));
-    if (g) g->store_pending--;
+    if (g && g->store_pending > 0) g->store_pending--; /* (a group deleted and made again meanwhile: 0) */
     if (g && g->state == SL_GROUP_COMPLETING_REBALANCE && g->generation == sw->generation) {
         if (err) {
             SL_ERROR("group", "group %s: cannot store generation %d's assignment (error %d); rebalancing", g->id,

@@ -17,7 +17,8 @@ int sl__handle_join_group(sl_broker *broker, sl_request *req)
     sl_JoinGroupResponse_init(&resp);
     resp.GenerationId = -1;
     resp.ProtocolName = resp.Leader = resp.MemberId = SL_KSTR_EMPTY;
-    int16_t rc = sl__group_join(broker->coord, req, &m, &resp);
+    /* Shutting down: parked joins were answered NOT_COORDINATOR; do not park new ones. */
+    int16_t rc = broker->stopping ? SL_KERR_NOT_COORDINATOR : sl__group_join(broker->coord, req, &m, &resp);
     if (rc == SL_PARKED) return 0;
     resp.ErrorCode = rc;
     if (rc) {
@@ -35,7 +36,7 @@ int sl__handle_sync_group(sl_broker *broker, sl_request *req)
     sl_SyncGroupResponse resp;
     sl_SyncGroupResponse_init(&resp);
     resp.Assignment = SL_KBYTES_EMPTY;
-    int16_t rc = sl__group_sync(broker->coord, req, &m, &resp);
+    int16_t rc = broker->stopping ? SL_KERR_NOT_COORDINATOR : sl__group_sync(broker->coord, req, &m, &resp);
     if (rc == SL_PARKED) return 0;
     resp.ErrorCode = rc;
     if (rc) resp.Assignment = SL_KBYTES_EMPTY;
