@@ -64,6 +64,11 @@ static const char *const state_names[] = {"Empty", "PreparingRebalance", "Comple
 
 const char *sl__group_state_name(sl_group_state state) { return state_names[state]; }
 
+bool sl__group_id_valid(sl_kstr id)
+{
+    return id.len > 0 && id.len <= SL_GROUP_ID_MAX && memchr(id.ptr, 0, (size_t)id.len) == NULL;
+}
+
 static int64_t now_ns(const sl_group *g) { return sl_mono_ns(g->coord->broker->cfg.clock); }
 
 static bool kstr_eq(sl_kstr k, const char *s)
@@ -130,6 +135,7 @@ sl_group *sl__group_get_or_create(sl_coord *c, const char *id, size_t len)
 {
     sl_group *g = sl__group_find(c, id, len);
     if (g) return g;
+    SL_ASSERT(memchr(id, 0, len) == NULL); /* callers check sl__group_id_valid */
     if (c->ngroups + 1 > c->hash_size / 2) rehash(c);
     g = SL_NEW(sl_group);
     g->coord = c;
@@ -702,7 +708,9 @@ int16_t sl__group_join(sl_coord *c, sl_request *req, const sl_JoinGroupRequest *
     join_args a = {req, m, resp, m->RebalanceTimeoutMs, req->hdr.RequestApiVersion};
     if (a.version == 0) a.rebalance_ms = m->SessionTimeoutMs;
     resp->MemberId = m->MemberId.len >= 0 ? m->MemberId : SL_KSTR_EMPTY;
-    if (m->GroupId.len <= 0 || m->GroupId.len > SL_GROUP_ID_MAX) return SL_KERR_INVALID_GROUP_ID;
+    if (!sl__group_id_valid(m->GroupId)) return SL_KERR_INVALID_GROUP_ID;
+    if (a.version >= 5 && m->GroupInstanceId.len > 0 && memchr(m->GroupInstanceId.ptr, 0, (size_t)m->GroupInstanceId.len))
+        return SL_KERR_INVALID_REQUEST;
     if (m->SessionTimeoutMs < cfg->group_min_session_timeout_ms ||
         m->SessionTimeoutMs > cfg->group_max_session_timeout_ms)
         return SL_KERR_INVALID_SESSION_TIMEOUT;

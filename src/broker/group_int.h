@@ -120,6 +120,8 @@ typedef struct sl_coord {
 } sl_coord;
 
 /* ---- group.c ---- */
+/* 1-1024 bytes without NUL (ids are kept as C strings). */
+bool sl__group_id_valid(sl_kstr id);
 const char *sl__group_state_name(sl_group_state state);
 sl_group *sl__group_find(sl_coord *c, const char *id, size_t len);
 sl_group *sl__group_get_or_create(sl_coord *c, const char *id, size_t len);

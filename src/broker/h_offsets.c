@@ -123,7 +123,7 @@ static int count_accepted(const commit_state *st)
 static int16_t commit_group(sl_coord *c, const sl_OffsetCommitRequest *m, int16_t version, sl_group **out)
 {
     *out = NULL;
-    if (m->GroupId.len <= 0 || m->GroupId.len > SL_GROUP_ID_MAX) return SL_KERR_INVALID_GROUP_ID;
+    if (!sl__group_id_valid(m->GroupId)) return SL_KERR_INVALID_GROUP_ID;
     int32_t gen = m->GenerationIdOrMemberEpoch;
     sl_group *g = sl__group_find(c, m->GroupId.ptr, (size_t)m->GroupId.len);
     if (!g && gen >= 0) return SL_KERR_ILLEGAL_GENERATION; /* Kafka: a generation of a group it does not know */
@@ -209,7 +209,7 @@ int sl__handle_offset_fetch(sl_broker *broker, sl_request *req)
     sl_OffsetFetchResponse resp;
     sl_OffsetFetchResponse_init(&resp);
     int16_t version = req->hdr.RequestApiVersion;
-    bool valid = m.GroupId.len > 0 && m.GroupId.len <= SL_GROUP_ID_MAX;
+    bool valid = sl__group_id_valid(m.GroupId);
     sl_group *g = valid ? sl__group_find(broker->coord, m.GroupId.ptr, (size_t)m.GroupId.len) : NULL;
     int16_t err = valid ? 0 : SL_KERR_INVALID_GROUP_ID;
     if (version >= 2) resp.ErrorCode = err;

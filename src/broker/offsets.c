@@ -287,7 +287,7 @@ static char *kdup(sl_kstr s) { return s.len < 0 ? NULL : sl_strndup(s.ptr, (size
 
 static void replay_offset(sl_coord *c, sl_kstr group, sl_kstr topic, int32_t partition, const sl_record *r)
 {
-    if (group.len <= 0 || topic.len <= 0) return;
+    if (!sl__group_id_valid(group) || topic.len <= 0 || memchr(topic.ptr, 0, (size_t)topic.len)) return;
     sl_group *g = sl__group_get_or_create(c, group.ptr, (size_t)group.len);
     if (!r->value) {
         sl_goffset *o = sl__goffset_find(g, topic.ptr, (size_t)topic.len, partition);
@@ -333,7 +333,7 @@ static int replay_member(sl_group *g, sl_kreader *r, int16_t v)
 
 static void replay_group(sl_coord *c, sl_kstr group, const sl_record *r)
 {
-    if (group.len <= 0) return;
+    if (!sl__group_id_valid(group)) return;
     sl_group *g = sl__group_get_or_create(c, group.ptr, (size_t)group.len);
     sl__group_reset(g);
     if (!r->value) {

@@ -390,6 +390,24 @@ SL_TEST(commits_are_checked_against_member_and_generation)
     SL_CHECK_INT(commit(fd, "simple", -1, "", "t", 0, 43, big), SL_KERR_OFFSET_METADATA_TOO_LARGE);
     SL_CHECK_INT(commit(fd, "never-seen", 3, "x", "t", 0, 1, ""), SL_KERR_ILLEGAL_GENERATION);
     SL_CHECK_INT(commit(fd, "", -1, "", "t", 0, 1, ""), SL_KERR_INVALID_GROUP_ID);
+    {   /* ids are C strings inside: one with a NUL is refused (found by fuzz_broker) */
+        sl_OffsetCommitRequest m;
+        sl_OffsetCommitRequest_init(&m);
+        sl_OffsetCommitRequest_OffsetCommitRequestPartition p = {.CommittedOffset = 1, .CommittedMetadata = ks("")};
+        sl_OffsetCommitRequest_OffsetCommitRequestTopic t = {ks("t"), {&p, 1}};
+        m.GroupId = (sl_kstr){"pay\0ment", 8};
+        m.GenerationIdOrMemberEpoch = -1;
+        m.MemberId = ks("");
+        m.Topics.items = &t;
+        m.Topics.count = 1;
+        sl_kreader r;
+        uint8_t *resp = wcall(fd, 8, 2, 40, (wenc_fn)sl_OffsetCommitRequest_encode, &m, &r);
+        sl_OffsetCommitResponse cr;
+        SL_CHECK_OK(sl_OffsetCommitResponse_decode(&cr, &r, 2, &arena));
+        SL_CHECK_INT(cr.Topics.items[0].Partitions.items[0].ErrorCode, SL_KERR_INVALID_GROUP_ID);
+        sl_free(resp);
+        SL_CHECK(!listed(fd, "pay"));
+    }
     joined a = join(fd, "g", NULL, 10000);
     const char *members[] = {a.member}, *assign[] = {"all"};
     sync_send(fd, 5, "g", a.generation, a.member, NULL, members, assign, 1);
