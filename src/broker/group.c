@@ -519,9 +519,7 @@ static void complete_join(sl_group *g)
     g->generation++;
     sl_free(g->protocol_name);
     g->protocol_name = NULL;
-    if (g->nmembers == 0) {
-        sl_free(g->protocol_type);
-        g->protocol_type = NULL;
+    if (g->nmembers == 0) { /* the protocol type stays, as in Kafka (ListGroups shows it) */
         set_state(g, SL_GROUP_EMPTY, "no members left");
         sl__offsets_store_group(g->coord, g);
         return;

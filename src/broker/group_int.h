@@ -72,7 +72,8 @@ typedef struct sl_goffset {
     char *topic;
     int32_t partition;
     int32_t leader_epoch;
-    int64_t offset;             /* -1: nothing committed yet (an entry made by a pending append) */
+    bool committed;             /* false: nothing committed yet (an entry made by a pending append) */
+    int64_t offset;             /* any value a client committed, negative ones included (kafkajs: -2) */
     int64_t commit_ts;
     char *metadata;
     int pending;

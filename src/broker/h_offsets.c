@@ -81,7 +81,7 @@ static void commit_done(sl_request *req, void *arg, int16_t err)
                 sl_goffset v = value_of(st, p, version);
                 sl__goffset_set(o, v.offset, v.leader_epoch, p->CommittedMetadata.ptr,
                                 (size_t)SL_MAX(p->CommittedMetadata.len, 0), v.commit_ts);
-            } else if (o->pending == 0 && o->offset < 0) {
+            } else if (o->pending == 0 && !o->committed) {
                 sl__goffset_remove(g, o);
             }
         }
@@ -171,7 +171,7 @@ static void fetch_partition(sl_group *g, sl_kstr topic, int32_t partition, int16
     out->CommittedLeaderEpoch = -1;
     out->CommittedOffset = -1;
     out->Metadata = SL_KSTR_EMPTY;
-    if (!o || o->offset < 0) return;
+    if (!o || !o->committed) return;
     out->CommittedOffset = o->offset;
     out->CommittedLeaderEpoch = o->leader_epoch;
     out->Metadata = sl__kstr(o->metadata ? o->metadata : "");
@@ -180,21 +180,21 @@ static void fetch_partition(sl_group *g, sl_kstr topic, int32_t partition, int16
 /* Topics null (v2+): every offset the group has, by topic. */
 static int fetch_all(sl_request *req, sl_group *g, sl_OffsetFetchResponse *resp)
 {
-    int nt = 0;
+    int nt = 0; /* distinct topics: at least the topics with a committed offset */
     for (int i = 0; g && i < g->noffsets; i++)
-        nt += g->offsets[i].offset >= 0 && (i == 0 || strcmp(g->offsets[i].topic, g->offsets[i - 1].topic) != 0);
+        nt += i == 0 || strcmp(g->offsets[i].topic, g->offsets[i - 1].topic) != 0;
     if (!ARENA_ARRAY(req, resp->Topics.items, nt)) return SL_ENOMEM;
     resp->Topics.count = 0;
     for (int i = 0; g && i < g->noffsets;) {
         int j = i, np = 0;
         for (; j < g->noffsets && strcmp(g->offsets[j].topic, g->offsets[i].topic) == 0; j++)
-            np += g->offsets[j].offset >= 0;
+            np += g->offsets[j].committed;
         if (np) {
             sl_OffsetFetchResponse_OffsetFetchResponseTopic *t = &resp->Topics.items[resp->Topics.count++];
             t->Name = sl__kstr(g->offsets[i].topic);
             if (!ARENA_ARRAY(req, t->Partitions.items, np)) return SL_ENOMEM;
             for (int k = i; k < j; k++)
-                if (g->offsets[k].offset >= 0)
+                if (g->offsets[k].committed)
                     fetch_partition(g, t->Name, g->offsets[k].partition, 0, &t->Partitions.items[t->Partitions.count++]);
         }
         i = j;

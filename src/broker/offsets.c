@@ -90,6 +90,7 @@ sl_goffset *sl__goffset_get(sl_group *g, const char *topic, size_t topic_len, in
     o->partition = partition;
     o->offset = -1;
     o->leader_epoch = -1;
+    o->committed = false;
     return o;
 }
 
@@ -106,6 +107,7 @@ void sl__goffset_remove(sl_group *g, sl_goffset *o)
 void sl__goffset_set(sl_goffset *o, int64_t offset, int32_t leader_epoch, const char *meta, size_t meta_len,
                      int64_t ts)
 {
+    o->committed = true;
     o->offset = offset;
     o->leader_epoch = leader_epoch;
     o->commit_ts = ts;
@@ -479,7 +481,7 @@ static void snap_group(snap *s, sl_group *g)
     if (g->generation > 0 || g->nmembers > 0) sl__offsets_group_record(&s->kv, g, false, snap_rec(s));
     for (int i = 0; i < g->noffsets; i++) {
         const sl_goffset *o = &g->offsets[i];
-        if (o->pending || o->offset < 0) continue; /* a pending append before the snapshot is newer */
+        if (o->pending || !o->committed) continue; /* a pending append before the snapshot is newer */
         sl__offsets_commit_record(&s->kv, g->id, o->topic, strlen(o->topic), o->partition, o, snap_rec(s));
         if (s->kv.len >= SL_SNAPSHOT_BATCH_BYTES) snap_flush(s);
     }

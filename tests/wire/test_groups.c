@@ -381,6 +381,9 @@ SL_TEST(commits_are_checked_against_member_and_generation)
     SL_CHECK_INT(committed(fd, "simple", "t", 0, meta), 42);
     SL_CHECK_STR(meta, "meta-42");
     SL_CHECK_INT(committed(fd, "simple", "t", 9, NULL), -1); /* nothing committed: -1 */
+    SL_CHECK_INT(commit(fd, "simple2", -1, "", "t", 0, -2, "to-earliest"), 0); /* kafkajs resetOffsets */
+    SL_CHECK_INT(committed(fd, "simple2", "t", 0, meta), -2);                 /* any value is stored */
+    SL_CHECK_STR(meta, "to-earliest");
     SL_CHECK_INT(committed(fd, "nogroup", "t", 0, meta), -1);
     SL_CHECK_STR(meta, "");
     SL_CHECK_INT(commit(fd, "simple", -1, "", "no-such-topic", 0, 1, ""), SL_KERR_UNKNOWN_TOPIC_OR_PARTITION);
