@@ -290,7 +290,8 @@ static void set_protocols(sl_member *mb, const join_args *a)
     sl_free(mb->client_host);
     sl_kstr cid = a->req->hdr.ClientId;
     mb->client_id = sl_strndup(cid.len > 0 ? cid.ptr : "", (size_t)SL_MAX(cid.len, 0));
-    mb->client_host = sl_asprintf("/%s", a->req->conn->peer);
+    const char *peer = a->req->conn->peer, *colon = strrchr(peer, ':'); /* Kafka: "/<address>", no port */
+    mb->client_host = sl_asprintf("/%.*s", colon ? (int)(colon - peer) : (int)strlen(peer), peer);
 }
 
 static bool protocols_equal(const sl_member *mb, const sl_JoinGroupRequest *m)

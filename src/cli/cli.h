@@ -8,4 +8,7 @@
 /* sluice bench produce|consume: the librdkafka load generator (bench.c). */
 int sl_cli_bench(int argc, char **argv);
 
+/* sluice groups list|describe|delete|reset-offsets: consumer-group admin on librdkafka (groups.c). */
+int sl_cli_groups(int argc, char **argv);
+
 #endif
