@@ -153,13 +153,20 @@ sl_group *sl__group_get_or_create(sl_coord *c, const char *id, size_t len)
     return g;
 }
 
-void sl__member_free(sl_member *m)
+static void free_protocols(sl_member *m)
 {
     for (int i = 0; i < m->nprotocols; i++) {
         sl_free(m->protocols[i].name);
         sl_free(m->protocols[i].meta);
     }
     sl_free(m->protocols);
+    m->protocols = NULL;
+    m->nprotocols = 0;
+}
+
+void sl__member_free(sl_member *m)
+{
+    free_protocols(m);
     sl_free(m->id);
     sl_free(m->instance_id);
     sl_free(m->client_id);
@@ -266,11 +273,7 @@ static char *new_member_id(sl_coord *c, sl_kstr client_id)
 
 static void set_protocols(sl_member *mb, const join_args *a)
 {
-    for (int i = 0; i < mb->nprotocols; i++) {
-        sl_free(mb->protocols[i].name);
-        sl_free(mb->protocols[i].meta);
-    }
-    sl_free(mb->protocols);
+    free_protocols(mb);
     int n = a->m->Protocols.count;
     mb->protocols = sl_calloc((size_t)n, sizeof *mb->protocols);
     mb->nprotocols = n;
