@@ -41,7 +41,6 @@
 #include "storage/batch.h"
 
 #define SL_SNAPSHOT_BATCH_BYTES (1 << 20)
-#define SL_REPLAY_READ_BYTES (4 << 20)
 
 bool sl__topic_internal(const sl_topic *topic) { return strcmp(topic->name, SL_OFFSETS_TOPIC) == 0; }
 
@@ -378,70 +377,42 @@ static void replay_record(sl_coord *c, const sl_record *r, int64_t *nbad)
     if (kr.err || kv < 0 || kv > 2) (*nbad)++;
 }
 
-/* Replays the records of whole batches in buf; returns the offset after the last batch replayed. */
-static int64_t replay_batches(sl_coord *c, const uint8_t *p, const uint8_t *end, int64_t off, int64_t *nrec,
-                              int64_t *nbad)
-{
-    while (end - p >= SL_BATCH_HEADER_SIZE) {
-        int64_t size = sl_batch_size(p);
-        if (size < SL_BATCH_HEADER_SIZE || size > end - p) break;
-        sl_batch_header h;
-        sl_batch_header_parse(p, (size_t)size, &h);
-        sl_batch_iter it;
-        if (!(h.Attributes & SL_BATCH_ATTR_CONTROL) && sl_batch_iter_init(&it, p, (size_t)size) == 0) {
-            sl_record r;
-            int rc;
-            while ((rc = sl_batch_iter_next(&it, &r)) == 1) {
-                replay_record(c, &r, nbad);
-                (*nrec)++;
-            }
-            if (rc < 0) (*nbad)++;
-        } else if (!(h.Attributes & SL_BATCH_ATTR_CONTROL)) {
-            (*nbad)++;
-        }
-        off = h.BaseOffset + h.LastOffsetDelta + 1;
-        p += size;
-    }
-    return off;
-}
+typedef struct replay_state {
+    sl_coord *c;
+    int64_t nrec, nbad;
+} replay_state;
 
-static int read_slice(sl_fileio *io, const sl_log_slice *s, uint8_t *buf)
+static int replay_batch(void *arg, const uint8_t *p, size_t size)
 {
-    for (int64_t done = 0; done < s->len;) {
-        ssize_t n = io->pread(io, s->fd, buf + done, (size_t)(s->len - done), s->file_off + done);
-        if (n <= 0) return SL_EIO;
-        done += n;
+    replay_state *st = arg;
+    sl_batch_header h;
+    sl_batch_header_parse(p, size, &h);
+    if (h.Attributes & SL_BATCH_ATTR_CONTROL) return 0;
+    sl_batch_iter it;
+    if (sl_batch_iter_init(&it, p, size) != 0) { /* compressed: we never write those */
+        st->nbad++;
+        return 0;
     }
+    sl_record r;
+    int rc;
+    while ((rc = sl_batch_iter_next(&it, &r)) == 1) {
+        replay_record(st->c, &r, &st->nbad);
+        st->nrec++;
+    }
+    if (rc < 0) st->nbad++;
     return 0;
 }
 
 static int replay(sl_coord *c)
 {
     sl_log *log = c->log->log;
-    int64_t off = sl_log_start_offset(log), hw = sl_log_high_watermark(log), nrec = 0, nbad = 0;
-    uint8_t *buf = NULL;
-    size_t cap = 0;
-    int rc = 0;
-    while (off < hw && !rc) {
-        sl_log_slice s;
-        rc = sl_log_read(log, off, SL_REPLAY_READ_BYTES, &s);
-        if (rc || s.len == 0) break;
-        if ((size_t)s.len > cap) {
-            cap = (size_t)s.len;
-            buf = sl_realloc(buf, cap);
-        }
-        rc = read_slice(c->broker->cfg.io, &s, buf);
-        sl_log_slice_release(s.ref);
-        int64_t next = rc ? off : replay_batches(c, buf, buf + s.len, off, &nrec, &nbad);
-        if (!rc && next <= off) rc = SL_ECORRUPT;
-        off = next;
-    }
-    sl_free(buf);
+    replay_state st = {.c = c};
+    int rc = sl_log_scan(log, 0, replay_batch, &st);
     if (rc) {
-        SL_ERROR("group", "cannot read %s at offset %lld: %s", SL_OFFSETS_TOPIC, (long long)off, sl_strerror(rc));
+        SL_ERROR("group", "cannot read %s: %s", SL_OFFSETS_TOPIC, sl_strerror(rc));
         return rc;
     }
-    if (nbad) SL_WARN("group", "%s: skipped %lld record(s) it could not read", SL_OFFSETS_TOPIC, (long long)nbad);
+    if (st.nbad) SL_WARN("group", "%s: skipped %lld record(s) it could not read", SL_OFFSETS_TOPIC, (long long)st.nbad);
     c->bytes_since_snapshot = sl_log_size_bytes(log);
     return 0;
 }

@@ -111,6 +111,12 @@ typedef struct sl_log_slice {
 int sl_log_read(sl_log *log, int64_t offset, int64_t max_bytes, sl_log_slice *out);
 void sl_log_slice_release(void *ref);
 
+/* Calls fn on every whole batch from the one containing `from` (or the log start) up to HW, in order,
+ * reading 4 MiB at a time through the log's fileio. Stops at fn's first non-zero return, which it
+ * returns; SL_EIO/SL_ECORRUPT when the log cannot be read. For rebuilding state kept in a log. */
+typedef int (*sl_log_scan_fn)(void *arg, const uint8_t *batch, size_t len);
+int sl_log_scan(sl_log *log, int64_t from, sl_log_scan_fn fn, void *arg);
+
 /* ListOffsets by timestamp: the first record (below HW) of the first batch
  * whose MaxTimestamp >= ts_ms with a timestamp >= ts_ms (the batch's base
  * offset and MaxTimestamp for compressed batches); -1/-1 when none. */

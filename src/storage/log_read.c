@@ -260,3 +260,39 @@ int sl_log_offset_for_time(sl_log *log, int64_t ts_ms, int64_t *offset_out, int6
     }
     return 0;
 }
+
+int sl_log_scan(sl_log *log, int64_t from, sl_log_scan_fn fn, void *arg)
+{
+    enum { CHUNK = 4 << 20 };
+    int64_t off = SL_MAX(from, sl_log_start_offset(log)), hw = sl_log_high_watermark(log);
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    while (off < hw && !rc) {
+        sl_log_slice s;
+        rc = sl_log_read(log, off, CHUNK, &s);
+        if (rc || s.len == 0) break;
+        if ((size_t)s.len > cap) {
+            cap = (size_t)s.len;
+            buf = sl_realloc(buf, cap);
+        }
+        for (int64_t done = 0; done < s.len && !rc;) {
+            ssize_t n = log->io->pread(log->io, s.fd, buf + done, (size_t)(s.len - done), s.file_off + done);
+            if (n <= 0) rc = SL_EIO;
+            else done += n;
+        }
+        sl_log_slice_release(s.ref);
+        int64_t next = off;
+        for (const uint8_t *p = buf; !rc && buf + s.len - p >= SL_BATCH_HEADER_SIZE;) {
+            int64_t size = sl_batch_size(p);
+            if (size < SL_BATCH_HEADER_SIZE || size > buf + s.len - p) break;
+            rc = fn(arg, p, (size_t)size);
+            next = (int64_t)sl_be64(p) + (int32_t)sl_be32(p + SL_BATCH_OFF_LAST_OFFSET_DELTA) + 1;
+            p += size;
+        }
+        if (!rc && next <= off) rc = SL_ECORRUPT;
+        off = next;
+    }
+    sl_free(buf);
+    return rc;
+}
