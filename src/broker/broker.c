@@ -345,6 +345,9 @@ void sl_broker_close(sl_broker *b)
     sl__flusher_free(b->flusher);
     b->flusher = NULL;
     sl__coord_close(b);
+    if (b->idem_retries)
+        SL_INFO("broker", "idempotent producers: %lld retried batch(es) answered with their first append's offsets",
+                (long long)b->idem_retries);
     if (b->loop) {
         sl_timer_stop(b->loop, &b->retention_timer);
         sl_async_free(b->loop, b->stop_async);

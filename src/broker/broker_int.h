@@ -39,6 +39,8 @@ typedef struct sl_conn sl_conn;
 typedef struct sl_request sl_request;
 typedef struct sl_topic sl_topic;
 typedef struct sl_partition sl_partition;
+typedef struct sl_pstate sl_pstate; /* producers.c */
+#define SL_PRODUCER_BATCHES 5       /* batches remembered per producer and partition (Kafka keeps 5) */
 
 /* Doubly linked list node (intrusive), for O(1) unlink of waits. */
 typedef struct sl_link {
@@ -74,6 +76,7 @@ struct sl_partition {
     sl_log *log;
     sl_link produce_waits;   /* sl_produce_wait, in offset order */
     sl_link fetch_waits;     /* sl_fetch_wait */
+    sl_pstate *pstate;       /* idempotent producers' sequences (producers.c) */
     /* flusher.c, loop thread */
     bool dirty;              /* appended since its last sync job was prepared */
     bool listed;             /* on the flusher's list for start_jobs */
@@ -168,6 +171,9 @@ struct sl_broker {
     int ntopics;
     sl_flusher *flusher;
     struct sl_coord *coord;    /* consumer groups (group_int.h) */
+    int64_t pid_next, pid_end; /* producer ids reserved on disk, not yet handed out (producers.c) */
+    int64_t fault_produces;    /* produces counted by the --fault-drop-produce-every hook */
+    int64_t idem_retries;      /* idempotent batches answered from producer state instead of appended */
     sl_timer retention_timer;
     sl_timer stop_timer;
     int64_t t_exec_ns;
@@ -265,6 +271,21 @@ int sl__handle_list_groups(struct sl_broker *broker, sl_request *req);
 int sl__handle_delete_groups(struct sl_broker *broker, sl_request *req);
 int sl__handle_offset_commit(struct sl_broker *broker, sl_request *req);
 int sl__handle_offset_fetch(struct sl_broker *broker, sl_request *req);
+
+/* ---- idempotent producers (producers.c) ---- */
+int sl__handle_init_producer_id(struct sl_broker *broker, sl_request *req);
+/* After the partition's log opened: loads its producer state (snapshot + the log after it). */
+int sl__producers_open(struct sl_broker *broker, sl_partition *p);
+/* clean: write the snapshot (shutdown). */
+void sl__producers_close(struct sl_broker *broker, sl_partition *p, bool clean);
+/* A batch with a producer id, before its append: 0 = append it (or, *dup_first >= 0, it is a retry of the
+   batch at [*dup_first, *dup_last]: answer that), else the Kafka error. */
+int16_t sl__producer_check(sl_partition *p, const sl_batch_header *h, int64_t *dup_first, int64_t *dup_last);
+/* Makes the partition's producer state durable before its first idempotent batch. */
+int16_t sl__producer_before_append(struct sl_broker *broker, sl_partition *p);
+void sl__producer_appended(sl_partition *p, const sl_batch_header *h, int64_t base_offset);
+/* The log was rewound (a failed sync): the state follows it. */
+void sl__producers_rebuild(struct sl_broker *broker, sl_partition *p);
 
 /* ---- the group coordinator (group.c, offsets.c) ---- */
 /* Opens __consumer_offsets and rebuilds groups and committed offsets from it. */

@@ -34,6 +34,7 @@ static const sl_api_entry apis[] = {
     {18, 0, 3, sl__handle_api_versions},
     {19, 0, 4, sl__handle_create_topics},
     {20, 0, 3, sl__handle_delete_topics},
+    {22, 0, 4, sl__handle_init_producer_id},
     {32, 0, 2, sl__handle_describe_configs},
     {37, 0, 1, sl__handle_create_partitions},
     {42, 0, 1, sl__handle_delete_groups},

@@ -158,6 +158,7 @@ static void finish_job(sl_flusher *f, sl_partition *p)
         SL_ERROR("flusher", "fdatasync of %s-%d failed: %s; its unacknowledged appends were rolled back "
                  "and answered KAFKA_STORAGE_ERROR", p->topic->name, p->index, sl_strerror(rc));
     }
+    if (rc) sl__producers_rebuild(f->broker, p);
     sl__produce_waits_advance(p, rc ? SL_KERR_KAFKA_STORAGE_ERROR : 0);
     if (f->broker->cfg.flush_mode == SL_FLUSH_ALWAYS) {
         sl__partition_hw_advanced(p);

@@ -48,27 +48,59 @@ static int16_t legacy_format(const sl_partition *p, int8_t magic)
     return SL_KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT;
 }
 
-static int16_t append_one(sl_partition *p, const sl_krecords *records, int64_t *base)
+/* An idempotent producer's batch: one per partition (as Kafka requires), its sequence checked. */
+static int16_t check_producer(sl_broker *broker, sl_partition *p, const uint8_t *data, const sl_batches_info *info,
+                              sl_batch_header *h, int64_t *dup_first, int64_t *dup_last)
 {
+    if (info->nbatches != 1) return SL_KERR_INVALID_RECORD;
+    sl_batch_header_parse(data, SL_BATCH_HEADER_SIZE, h);
+    int16_t err = sl__producer_check(p, h, dup_first, dup_last);
+    if (!err && *dup_first < 0) err = sl__producer_before_append(broker, p);
+    return err;
+}
+
+/* Validates and appends one partition's blob: 0 with *base, or a Kafka error. A retried idempotent batch is
+   not appended: *base and *dup_end (the offset after it) are those of the first append. */
+static int16_t append_one(sl_broker *broker, sl_partition *p, const sl_krecords *records, int64_t *base,
+                          int64_t *dup_end)
+{
+    *dup_end = -1;
     if (records->len <= 0) return SL_KERR_CORRUPT_MESSAGE;
     if (records->len > 16 && records->ptr[16] < 2) return legacy_format(p, (int8_t)records->ptr[16]);
     sl_batches_info info;
     uint8_t *data = (uint8_t *)records->ptr; /* our own frame buffer: patched in place */
     sl_batch_verdict v = sl_batches_validate(data, (size_t)records->len, p->topic->config.max_message_bytes, &info);
     if (v != SL_BATCH_OK) return verdict_error(v);
+    sl_batch_header h;
+    int64_t dup_first = -1, dup_last = -1;
+    if (info.first_producer_id >= 0) {
+        int16_t err = check_producer(broker, p, data, &info, &h, &dup_first, &dup_last);
+        if (err) return err;
+        if (dup_first >= 0) {
+            int64_t n = ++broker->idem_retries;
+            if (n == 1 || n == 10 || n == 100 || n == 1000 || n % 10000 == 0)
+                SL_INFO("produce", "idempotent producers: %lld retried batch(es) answered with their first append's "
+                        "offsets, not appended again (latest: %s-%d, producer %lld)", (long long)n, p->topic->name,
+                        p->index, (long long)h.ProducerId);
+            *base = dup_first;
+            *dup_end = dup_last + 1;
+            return 0;
+        }
+    }
     int rc = sl_log_append(p->log, data, (size_t)records->len, &info, base);
     if (rc) {
         SL_WARN("produce", "append to %s-%d failed: %s; answering KAFKA_STORAGE_ERROR", p->topic->name, p->index,
                 sl_strerror(rc));
         return SL_KERR_KAFKA_STORAGE_ERROR;
     }
+    if (info.first_producer_id >= 0) sl__producer_appended(p, &h, *base);
     return 0;
 }
 
 static void complete_wait(sl_produce_wait *w, int16_t error_code);
 
 static void add_wait(sl_request *req, sl_produce_state *st, sl_partition *p,
-                     sl_ProduceResponse_PartitionProduceResponse *pr)
+                     sl_ProduceResponse_PartitionProduceResponse *pr, int64_t offset_needed)
 {
     sl_produce_wait *w = sl_arena_alloc(&req->arena, sizeof *w);
     if (!w) {
@@ -80,7 +112,7 @@ static void add_wait(sl_request *req, sl_produce_state *st, sl_partition *p,
     w->req = req;
     w->presp = pr;
     w->complete = complete_wait;
-    w->offset_needed = sl_log_end_offset(p->log);
+    w->offset_needed = offset_needed;
     sl_link_insert_tail(&p->produce_waits, &w->link);
     st->pending++;
 }
@@ -106,15 +138,21 @@ static void produce_partition(sl_broker *broker, sl_request *req, sl_produce_sta
         pr->ErrorCode = SL_KERR_INVALID_TOPIC_EXCEPTION;
         return;
     }
-    pr->ErrorCode = append_one(p, &pd->Records, &pr->BaseOffset);
+    int64_t dup_end;
+    pr->ErrorCode = append_one(broker, p, &pd->Records, &pr->BaseOffset, &dup_end);
     pr->LogStartOffset = sl_log_start_offset(p->log);
     if (pr->ErrorCode) {
         pr->BaseOffset = -1;
         return;
     }
+    if (dup_end >= 0) { /* a retry: answered once the first append is durable, like the first would have been */
+        bool wait = broker->cfg.flush_mode == SL_FLUSH_ALWAYS && dup_end > sl_log_durable_offset(p->log);
+        if (wait && acks != 0) add_wait(req, st, p, pr, dup_end);
+        return;
+    }
     sl__flusher_dirty(broker->flusher, p);
     if (broker->cfg.flush_mode == SL_FLUSH_ALWAYS) {
-        if (acks != 0) add_wait(req, st, p, pr);
+        if (acks != 0) add_wait(req, st, p, pr, sl_log_end_offset(p->log));
     } else {
         sl__partition_hw_advanced(p);
     }
@@ -125,6 +163,15 @@ static void respond(sl_request *req, sl_produce_state *st)
     req->hstate = NULL;
     if (sl__request_respond(req, &st->resp) != 0)
         req->state = SL_REQ_NO_RESPONSE;
+}
+
+/* Test hook (--fault-drop-produce-every N): every Nth produce that waits for its sync loses its connection
+   after the append, so its answer never arrives and the client retries what was in fact written. */
+static void fault_drop(sl_broker *broker, sl_request *req)
+{
+    int64_t every = broker->cfg.fault_drop_produce_every;
+    if (every <= 0 || ++broker->fault_produces % every != 0) return;
+    sl__conn_close(req->conn, "fault injection (--fault-drop-produce-every): dropped after the append");
 }
 
 int sl__handle_produce(sl_broker *broker, sl_request *req)
@@ -165,6 +212,7 @@ int sl__handle_produce(sl_broker *broker, sl_request *req)
     req->state = SL_REQ_WAITING;
     req->hstate = st;
     req->conn->nwaiting_durable++;
+    fault_drop(broker, req);
     return 0;
 }
 

@@ -104,25 +104,12 @@ static int write_conf(sl_broker *broker, const sl_topic *t)
         if (!entries[i].is_default && !entries[i].read_only)
             n += snprintf(text + n, sizeof text - (size_t)n, "%s=%s\n", entries[i].name, entries[i].value);
     SL_ASSERT(n > 0 && (size_t)n < sizeof text);
-    sl_fileio *io = broker->cfg.io;
     char *path = meta_path(broker, t->name, ".conf");
     char *tmp = meta_path(broker, t->name, ".conf.tmp");
-    char *dir = sl_asprintf("%s/%s", broker->cfg.data_dir, META_DIR);
-    int rc = SL_EIO;
-    int fd = io->open(io, tmp, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-        bool ok = io->pwrite(io, fd, text, (size_t)n, 0) == n && io->fdatasync(io, fd) == 0;
-        io->close(io, fd);
-        int dfd = ok && io->rename(io, tmp, path) == 0 ? io->open(io, dir, O_RDONLY | O_DIRECTORY, 0) : -1;
-        if (dfd >= 0) {
-            rc = io->fsync(io, dfd) == 0 ? 0 : SL_EIO;
-            io->close(io, dfd);
-        }
-    }
+    int rc = sl_fileio_write_atomic(broker->cfg.io, path, tmp, text, (size_t)n);
     if (rc) SL_ERROR("topics", "cannot write %s: %s", path, strerror(errno));
     sl_free(path);
     sl_free(tmp);
-    sl_free(dir);
     return rc;
 }
 
@@ -138,7 +125,10 @@ static int open_partition(sl_broker *broker, sl_topic *t, int32_t i)
     char *dir = partition_dir(broker, t->name, i);
     int rc = sl_log_open(dir, &lc, broker->cfg.io, broker->cfg.clock, &p->log);
     sl_free(dir);
+    if (!rc) rc = sl__producers_open(broker, p);
     if (rc) {
+        if (p->log) sl_log_close(p->log);
+        sl__producers_close(broker, p, false);
         sl_free(p);
         return rc;
     }
@@ -151,6 +141,7 @@ static void close_partition(sl_broker *broker, sl_partition *p, bool remove)
     sl__produce_waits_fail(p, SL_KERR_UNKNOWN_TOPIC_OR_PARTITION);
     sl__fetch_waits_detach(p);
     if (broker->flusher) sl__flusher_forget(broker->flusher, p);
+    sl__producers_close(broker, p, !remove);
     if (remove) sl_log_remove(p->log);
     else sl_log_close(p->log);
     sl_free(p);

@@ -12,6 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "common/fileio.h"
+#include <string.h>
+#include "common/alloc.h"
+#include "common/error.h"
 
 static int sys_open(sl_fileio *io, const char *path, int flags, int mode)
 {
@@ -160,4 +163,47 @@ static sl_fileio system_table = {
 sl_fileio *sl_fileio_system(void)
 {
     return &system_table;
+}
+
+int sl_fileio_write_atomic(sl_fileio *io, const char *path, const char *tmp, const void *data, size_t len)
+{
+    int rc = SL_EIO;
+    int fd = io->open(io, tmp, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd < 0) return SL_EIO;
+    bool ok = io->pwrite(io, fd, data, len, 0) == (ssize_t)len && io->fdatasync(io, fd) == 0;
+    io->close(io, fd);
+    if (!ok || io->rename(io, tmp, path) != 0) return SL_EIO;
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? sl_strndup(path, (size_t)(slash - path)) : sl_strdup(".");
+    int dfd = io->open(io, dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY, 0);
+    if (dfd >= 0) {
+        rc = io->fsync(io, dfd) == 0 ? 0 : SL_EIO;
+        io->close(io, dfd);
+    }
+    sl_free(dir);
+    return rc;
+}
+
+int sl_fileio_read_all(sl_fileio *io, const char *path, size_t max, uint8_t **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    int fd = io->open(io, path, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0) return errno == ENOENT ? SL_ENOENT : SL_EIO;
+    int64_t size = io->size(io, fd);
+    int rc = size < 0 ? SL_EIO : (uint64_t)size > max ? SL_ETOOBIG : 0;
+    uint8_t *buf = rc ? NULL : sl_malloc((size_t)size + 1);
+    for (int64_t done = 0; !rc && done < size;) {
+        ssize_t n = io->pread(io, fd, buf + done, (size_t)(size - done), done);
+        if (n <= 0) rc = SL_EIO;
+        else done += n;
+    }
+    io->close(io, fd);
+    if (rc) {
+        sl_free(buf);
+        return rc;
+    }
+    *data = buf;
+    *len = (size_t)size;
+    return 0;
 }

@@ -39,6 +39,13 @@ struct sl_fileio {
 /* The kernel's file I/O. The returned table is shared and immutable. */
 sl_fileio *sl_fileio_system(void);
 
+/* Replaces `path` with `len` bytes, crash-safely: written to `tmp`, fdatasync'ed, renamed over path, the
+   directory fsync'ed. 0 or SL_EIO (errno tells why). */
+int sl_fileio_write_atomic(sl_fileio *io, const char *path, const char *tmp, const void *data, size_t len);
+/* Reads a whole file of at most `max` bytes into fresh memory (*data, caller frees with sl_free).
+   0, SL_ENOENT (no such file), SL_ETOOBIG (larger than max) or SL_EIO. */
+int sl_fileio_read_all(sl_fileio *io, const char *path, size_t max, uint8_t **data, size_t *len);
+
 /* Fault-injecting table over the system one (for tests). */
 typedef struct sl_fileio_fault_cfg {
     long fail_write_nth;    /* the Nth pwrite/pwritev (1-based) fails with EIO; 0 = never */

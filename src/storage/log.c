@@ -368,6 +368,10 @@ int64_t sl_log_high_watermark(const sl_log *log)
 {
     return log->hw.offset;
 }
+const char *sl_log_dir(const sl_log *log)
+{
+    return log->dir;
+}
 int64_t sl_log_durable_offset(const sl_log *log)
 {
     return log->durable.offset;

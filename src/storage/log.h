@@ -72,6 +72,7 @@ int sl_log_set_config(sl_log *log, const sl_log_config *cfg);
  */
 int sl_log_append(sl_log *log, uint8_t *batches, size_t len, const sl_batches_info *info, int64_t *base_offset_out);
 
+const char *sl_log_dir(const sl_log *log);       /* its directory */
 int64_t sl_log_start_offset(const sl_log *log);
 int64_t sl_log_end_offset(const sl_log *log);     /* next offset to assign (LEO) */
 int64_t sl_log_high_watermark(const sl_log *log); /* readers see offsets < HW */

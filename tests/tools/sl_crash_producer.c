@@ -15,6 +15,8 @@
  * Stops by itself after SECONDS (default 60) or on SIGTERM/SIGINT. RATE caps
  * messages per second (default 0: as fast as the broker acknowledges), which
  * bounds how much data a crash run piles up for verification.
+ * With SL_CRASH_IDEMPOTENT set in the environment it is an idempotent producer
+ * (enable.idempotence, 5 in flight), for tests/crash/test_idempotent.sh.
  */
 #include <librdkafka/rdkafka.h>
 #include <errno.h>
@@ -87,6 +89,11 @@ static rd_kafka_t *producer_new(const char *bootstrap, const char *codec)
     set(conf, "message.timeout.ms", "60000");
     set(conf, "reconnect.backoff.ms", "50");
     set(conf, "reconnect.backoff.max.ms", "200");
+    if (getenv("SL_CRASH_IDEMPOTENT")) { /* the exactly-once test: retries must not duplicate */
+        set(conf, "enable.idempotence", "true");
+        set(conf, "max.in.flight.requests.per.connection", "5");
+        set(conf, "message.timeout.ms", "300000");
+    }
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (!rk) die("rd_kafka_new", err);

@@ -15,6 +15,11 @@
  *  - no (partition, offset) was acknowledged twice (which would mean the
  *    broker lost an acknowledged message and gave its offset to another).
  *
+ *  - with SL_VERIFY_EXACTLY_ONCE set: every message in the partition, acknowledged
+ *    or not, carries a sequence higher than the last one of its (run, inst) in
+ *    that partition: no message was written twice, none out of order
+ *    (idempotent producers).
+ *
  * Usage: sl_crash_verify HOST:PORT TOPIC PARTITIONS EXPECTED
  * Prints one line per partition; exit 0 only when every check passed.
  */
@@ -22,6 +27,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,11 +149,59 @@ static void check_message(const rd_kafka_message_t *m, struct expect *e, int32_t
     }
 }
 
+/* Exactly-once check: the last sequence seen per (run, inst) in the partition being read. */
+struct last_seq {
+    uint32_t run, inst;
+    uint64_t seq;
+};
+static struct last_seq lasts[4096];
+static int nlasts;
+
+static void check_once(const rd_kafka_message_t *m, int32_t p)
+{
+    char key[64] = {0}, *end;
+    memcpy(key, m->key, m->key_len < sizeof key - 1 ? m->key_len : sizeof key - 1);
+    unsigned long run = 0, inst = 0;
+    unsigned long long seq = 0;
+    bool ok = key[0] == 'r';
+    if (ok) {
+        run = strtoul(key + 1, &end, 10);
+        ok = end != key + 1 && end[0] == '-' && end[1] == 'i';
+    }
+    if (ok) {
+        char *q = end + 2;
+        inst = strtoul(q, &end, 10);
+        ok = end != q && end[0] == '-' && end[1] == 's';
+    }
+    if (ok) {
+        char *q = end + 2;
+        seq = strtoull(q, &end, 10);
+        ok = end != q && *end == 0;
+    }
+    if (!ok) {
+        report("[%d]@%" PRId64 ": key '%s' is not a crash-test key", p, m->offset, key);
+        return;
+    }
+    int i = 0;
+    while (i < nlasts && (lasts[i].run != run || lasts[i].inst != inst)) i++;
+    if (i == nlasts) {
+        if (nlasts == (int)(sizeof lasts / sizeof lasts[0])) die("too many producers", "");
+        lasts[nlasts++] = (struct last_seq){(uint32_t)run, (uint32_t)inst, seq};
+        return;
+    }
+    if (seq <= lasts[i].seq)
+        report("[%d]@%" PRId64 ": run %lu inst %lu seq %llu after seq %llu: %s", p, m->offset, run, inst, seq,
+               (unsigned long long)lasts[i].seq, seq == lasts[i].seq ? "written twice" : "out of order or twice");
+    else lasts[i].seq = seq;
+}
+
 /* Consumes partition p from 0 up to hi, checking as it goes. Returns checked. */
 static uint64_t verify_partition(rd_kafka_topic_t *rkt, int32_t p, int64_t hi, struct expect *e)
 {
     uint64_t checked = 0;
     int64_t next = 0;
+    bool once = getenv("SL_VERIFY_EXACTLY_ONCE") != NULL;
+    nlasts = 0;
     time_t deadline = time(NULL) + TIMEOUT_S;
     if (hi > 0 && rd_kafka_consume_start(rkt, p, RD_KAFKA_OFFSET_BEGINNING) == -1)
         die("consume_start", rd_kafka_err2str(rd_kafka_last_error()));
@@ -163,6 +217,7 @@ static uint64_t verify_partition(rd_kafka_topic_t *rkt, int32_t p, int64_t hi, s
                     report("[%d] offset %" PRId64 " read where %" PRId64 " was due", p, m->offset, next);
                 next = m->offset + 1;
                 check_message(m, e, p, &checked);
+                if (once) check_once(m, p);
             }
             rd_kafka_message_destroy(m);
         }
