@@ -103,6 +103,20 @@ def offset_fetch_v5(group, topic):
     return frame(9, 5, 14, s16(group) + topics)
 
 
+def init_pid(version):
+    body = ns16(None) + struct.pack('>i', 60000) + (struct.pack('>qh', -1, -1) if version >= 3 else b'')
+    if version >= 2:  # flexible from v2: compact nullable string, tags
+        body = b'\x00' + struct.pack('>i', 60000) + (struct.pack('>qh', -1, -1) if version >= 3 else b'') + b'\x00'
+        hdr = struct.pack('>hhi', 22, version, 20) + s16('fuzz') + b'\x00'
+        return struct.pack('>i', len(hdr) + len(body)) + hdr + body
+    return frame(22, version, 20, body)
+
+
+def idem(epoch, seq, n):
+    # producer id 0: the first id a fresh broker hands out
+    return mb.batch([(i, b'k%d' % i, b'v%d' % i) for i in range(n)], producer_id=0, producer_epoch=epoch, base_seq=seq)
+
+
 def groups_frames(group):
     describe = frame(15, 2, 15, struct.pack('>i', 2) + s16(group) + s16('nope'))
     listg = frame(16, 2, 16, b'')
@@ -137,6 +151,10 @@ def main():
         + commit_v7('go', -1, '', 'gt', 7, 1, None) + offset_fetch_v5('go', 'gt') + offset_fetch_v5('go', None)
         + groups_frames('go') + offset_fetch_v5('go', None),
         'group_v0': join_v(0, 'g0', '', None, session=6000) + join_v(1, 'g0', 'bad', None),
+        'idempotent': metadata_v4('ip') + init_pid(0) + init_pid(4)
+        + produce_v3('ip', 0, idem(0, 0, 3)) + produce_v3('ip', 0, idem(0, 0, 3)) + produce_v3('ip', 0, idem(0, 3, 1))
+        + produce_v3('ip', 0, idem(0, 9, 1)) + produce_v3('ip', 0, idem(1, 0, 1)) + produce_v3('ip', 0, idem(0, 4, 1))
+        + produce_v3('ip', 0, idem(5, 2, 1)) + produce_v3('ip', 0, idem(0, 1, 1) + idem(0, 2, 1)),
     }
     for name, blob in seqs.items():
         with open(os.path.join(OUT, name), 'wb') as fh:
