@@ -283,7 +283,7 @@ void sl__producers_close(struct sl_broker *broker, sl_partition *p, bool clean);
 int16_t sl__producer_check(sl_partition *p, const sl_batch_header *h, int64_t *dup_first, int64_t *dup_last);
 /* Makes the partition's producer state durable before its first idempotent batch. */
 int16_t sl__producer_before_append(struct sl_broker *broker, sl_partition *p);
-void sl__producer_appended(sl_partition *p, const sl_batch_header *h, int64_t base_offset);
+void sl__producer_appended(struct sl_broker *broker, sl_partition *p, const sl_batch_header *h, int64_t base_offset);
 /* The log was rewound (a failed sync): the state follows it. */
 void sl__producers_rebuild(struct sl_broker *broker, sl_partition *p);
 

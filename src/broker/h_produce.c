@@ -93,7 +93,7 @@ static int16_t append_one(sl_broker *broker, sl_partition *p, const sl_krecords 
                 sl_strerror(rc));
         return SL_KERR_KAFKA_STORAGE_ERROR;
     }
-    if (info.first_producer_id >= 0) sl__producer_appended(p, &h, *base);
+    if (info.first_producer_id >= 0) sl__producer_appended(broker, p, &h, *base);
     return 0;
 }
 

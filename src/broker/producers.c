@@ -21,7 +21,8 @@
  *
  * Durability: <partition dir>/producer-state is a snapshot {offset, state}.
  * It is first written (synced) when a partition gets its first idempotent
- * batch, with that batch's offset, and again at a clean close. On open the
+ * batch, with that batch's offset, again when the log rolls a segment (the
+ * one before kept as producer-state.prev) and at a clean close. On open the
  * snapshot is loaded and every batch from its offset on is replayed, so the
  * state after a crash is the state of the log. A partition without the file
  * never had an idempotent batch and costs nothing at start.
@@ -59,6 +60,7 @@ struct sl_pstate {
     sl_pentry *slots;
     int cap, count;
     bool persisted; /* the snapshot file exists */
+    int nsegs;      /* the log's segment count at the last snapshot: a roll writes a new one */
 };
 
 /* ---- the table ---- */
@@ -148,7 +150,10 @@ int16_t sl__producer_check(sl_partition *p, const sl_batch_header *h, int64_t *d
 
 /* ---- the snapshot file ---- */
 
-static char *pstate_path(sl_partition *p) { return sl_asprintf("%s/%s", sl_log_dir(p->log), SL_PSTATE_FILE); }
+static char *pstate_path(sl_partition *p, bool prev)
+{
+    return sl_asprintf("%s/%s%s", sl_log_dir(p->log), SL_PSTATE_FILE, prev ? ".prev" : "");
+}
 
 static void put_entry(sl_buf *b, const sl_pentry *e)
 {
@@ -169,8 +174,10 @@ static void put_entry(sl_buf *b, const sl_pentry *e)
     }
 }
 
-/* Writes {offset, state} to the snapshot file: temp file, fsync, rename, fsync of the directory. */
-static int pstate_write(sl_broker *broker, sl_partition *p, int64_t offset)
+/* Writes {offset, state} to the snapshot file: temp file, fsync, rename, fsync of the directory. With
+   keep_prev the one it replaces becomes producer-state.prev: a snapshot taken at a roll may be ahead of
+   what a crash leaves durable, and then the one before it is used. */
+static int pstate_write(sl_broker *broker, sl_partition *p, int64_t offset, bool keep_prev)
 {
     sl_buf b;
     sl_buf_init(&b, SIZE_MAX);
@@ -185,8 +192,10 @@ static int pstate_write(sl_broker *broker, sl_partition *p, int64_t offset)
     uint8_t crc[4];
     sl_put_be32(crc, sl_crc32c(0, b.data, b.len));
     sl_buf_append(&b, crc, 4);
-    char *path = pstate_path(p), *tmp = sl_asprintf("%s.tmp", path);
+    char *path = pstate_path(p, false), *tmp = sl_asprintf("%s.tmp", path), *prev = pstate_path(p, true);
+    if (keep_prev) broker->cfg.io->rename(broker->cfg.io, path, prev); /* made durable by the write's dir fsync */
     int rc = sl_fileio_write_atomic(broker->cfg.io, path, tmp, b.data, b.len);
+    sl_free(prev);
     if (rc) SL_ERROR("producers", "cannot write %s: %s", path, sl_strerror(rc));
     sl_free(path);
     sl_free(tmp);
@@ -213,10 +222,10 @@ static int load_entries(sl_pstate *s, const uint8_t *p, const uint8_t *end, uint
     return p == end ? 0 : SL_ECORRUPT;
 }
 
-/* Reads the snapshot: 0 with *offset and the entries, SL_ENOENT without one, SL_ECORRUPT. */
-static int pstate_read(sl_broker *broker, sl_partition *p, int64_t *offset)
+/* Reads a snapshot: 0 with *offset and the entries, SL_ENOENT without one, SL_ECORRUPT. */
+static int pstate_read(sl_broker *broker, sl_partition *p, bool prev, int64_t *offset)
 {
-    char *path = pstate_path(p);
+    char *path = pstate_path(p, prev);
     uint8_t *data = NULL;
     size_t len = 0;
     int rc = sl_fileio_read_all(broker->cfg.io, path, 16 << 20, &data, &len);
@@ -250,15 +259,27 @@ static void pstate_reset(sl_partition *p)
     p->pstate->cap = p->pstate->count = 0;
 }
 
+/* The newest snapshot not ahead of the log: the latest, else the one before it. */
+static int pstate_load(sl_broker *broker, sl_partition *p, int64_t *from)
+{
+    int rc = pstate_read(broker, p, false, from);
+    if (rc == 0 && *from <= sl_log_end_offset(p->log)) return 0;
+    pstate_reset(p);
+    int rc2 = pstate_read(broker, p, true, from);
+    if (rc2 == 0 && *from <= sl_log_end_offset(p->log)) return 0;
+    return rc == SL_ENOENT && rc2 == SL_ENOENT ? SL_ENOENT : rc ? rc : rc2 ? rc2 : SL_ERANGE;
+}
+
 int sl__producers_open(sl_broker *broker, sl_partition *p)
 {
     int64_t from = 0;
     pstate_reset(p);
-    int rc = pstate_read(broker, p, &from);
+    int rc = pstate_load(broker, p, &from);
     if (rc == SL_ENOENT) return 0; /* never an idempotent batch */
-    if (rc || from > sl_log_end_offset(p->log)) {
-        SL_WARN("producers", "%s-%d: producer state snapshot unusable (%s); rebuilding it from the whole log",
-                p->topic->name, p->index, rc ? sl_strerror(rc) : "past the log end");
+    p->pstate->nsegs = sl_log_segment_count(p->log);
+    if (rc) {
+        SL_WARN("producers", "%s-%d: no usable producer state snapshot (%s); rebuilding it from the whole log",
+                p->topic->name, p->index, rc == SL_ERANGE ? "ahead of the recovered log" : sl_strerror(rc));
         pstate_reset(p);
         from = 0;
     }
@@ -271,7 +292,7 @@ int sl__producers_open(sl_broker *broker, sl_partition *p)
 
 void sl__producers_close(sl_broker *broker, sl_partition *p, bool clean)
 {
-    if (clean && p->pstate && p->pstate->persisted) pstate_write(broker, p, sl_log_end_offset(p->log));
+    if (clean && p->pstate && p->pstate->persisted) pstate_write(broker, p, sl_log_end_offset(p->log), false);
     if (p->pstate) sl_free(p->pstate->slots);
     sl_free(p->pstate);
     p->pstate = NULL;
@@ -282,16 +303,22 @@ int16_t sl__producer_before_append(sl_broker *broker, sl_partition *p)
     if (!p->pstate) p->pstate = SL_NEW(sl_pstate);
     if (p->pstate->persisted) return 0;
     /* The first idempotent batch here: from now on the start-up replays the log from this offset. */
-    if (pstate_write(broker, p, sl_log_end_offset(p->log)) != 0) return SL_KERR_KAFKA_STORAGE_ERROR;
+    if (pstate_write(broker, p, sl_log_end_offset(p->log), false) != 0) return SL_KERR_KAFKA_STORAGE_ERROR;
     p->pstate->persisted = true;
+    p->pstate->nsegs = sl_log_segment_count(p->log);
     return 0;
 }
 
-void sl__producer_appended(sl_partition *p, const sl_batch_header *h, int64_t base_offset)
+void sl__producer_appended(sl_broker *broker, sl_partition *p, const sl_batch_header *h, int64_t base_offset)
 {
     sl_batch_header a = *h;
     a.BaseOffset = base_offset;
     apply(p->pstate, &a);
+    int nsegs = sl_log_segment_count(p->log);
+    if (nsegs == p->pstate->nsegs) return;
+    /* A roll (or retention): a new snapshot bounds what a start after a crash replays to about a segment. */
+    p->pstate->nsegs = nsegs;
+    pstate_write(broker, p, sl_log_end_offset(p->log), true);
 }
 
 void sl__producers_rebuild(sl_broker *broker, sl_partition *p)

@@ -245,3 +245,60 @@ SL_TEST(partitions_without_idempotent_producers_have_no_state_file)
     sl_free(file);
     sl_arena_deinit(&arena);
 }
+
+static int64_t snapshot_offset(const char *path)
+{
+    uint8_t *data;
+    size_t len;
+    SL_CHECK_OK(sl_fileio_read_all(sl_fileio_system(), path, 1 << 20, &data, &len));
+    SL_CHECK(len >= 24);
+    int64_t off = (int64_t)sl_be64(data + 8);
+    sl_free(data);
+    return off;
+}
+
+SL_TEST(a_segment_roll_writes_a_snapshot_a_restart_can_use)
+{
+    wbroker w;
+    wbroker_config(&w, NULL);
+    int fd = start(&w);
+    sl_CreateTopicsRequest m;
+    sl_CreateTopicsRequest_init(&m);
+    sl_CreateTopicsRequest_CreatableTopicConfig cfg = {{"segment.bytes", 13}, {"16384", 5}};
+    sl_CreateTopicsRequest_CreatableTopic t = {.Name = {"r", 1}, .NumPartitions = 1, .ReplicationFactor = 1,
+                                               .Configs = {&cfg, 1}};
+    m.Topics.items = &t;
+    m.Topics.count = 1;
+    m.timeoutMs = 5000;
+    sl_kreader rd;
+    sl_free(wcall(fd, 19, 4, 54, (wenc_fn)sl_CreateTopicsRequest_encode, &m, &rd));
+    int64_t pid, base;
+    int16_t epoch;
+    init_pid(fd, 4, &pid, &epoch);
+    uint8_t b[4096], last[4096];
+    size_t n = 0;
+    char *file = sl_asprintf("%s/r-0/producer-state", w.cfg.data_dir), *prev = sl_asprintf("%s.prev", file);
+    char *saved = sl_asprintf("%s.saved", file);
+    for (int32_t seq = 0; seq < 4000; seq += 8) {
+        n = idem_batch(b, sizeof b, pid, 0, seq, 8);
+        memcpy(last, b, n);
+        SL_CHECK_INT(produce(fd, "r", b, n, &base), 0);
+        SL_CHECK_INT(base, seq);
+    }
+    int64_t at_roll = snapshot_offset(file);
+    SL_CHECK(at_roll > 0 && at_roll < 4000);          /* written at a roll, not only at the first batch */
+    SL_CHECK(snapshot_offset(prev) < at_roll);         /* and the one before it kept */
+    copy_file(file, saved);
+    close(fd);
+    wbroker_stop(&w);
+    copy_file(saved, file); /* a crash after that roll: replay from it, not from the first batch */
+    wbroker_start(&w);
+    fd = wconnect(w.port);
+    SL_CHECK_INT(produce(fd, "r", last, n, &base), 0);
+    SL_CHECK_INT(base, 3992);
+    SL_CHECK_INT(log_end(fd, "r"), 4000);
+    sl_free(file);
+    sl_free(prev);
+    sl_free(saved);
+    stop(&w, fd);
+}
