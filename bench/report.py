@@ -227,6 +227,22 @@ def goals_section(res):
     return ["## Goals of issue 3", "", "| goal | measured | target | | against |", "|---|---|---|---|---|"] + g
 
 
+def idempotence_table(rows):
+    out = ["## Cost of idempotence (acks=all, 100 B, `--flush always`)", "",
+           "| partitions | plain msgs/s | idempotent msgs/s | idempotent / plain |", "|---|---|---|---|"]
+    found = False
+    for parts in (1, 16):
+        p = find(rows, system="sluice", mode="always", op="produce-plain", size=100, partitions=parts)
+        i = find(rows, system="sluice", mode="always", op="produce-idempotent", size=100, partitions=parts)
+        if p and i:
+            found = True
+            out.append("| %d | %s | %s | %s |" % (parts, fmt_n(p["msgs_per_s"]), fmt_n(i["msgs_per_s"]),
+                                                  ratio(i["msgs_per_s"], p["msgs_per_s"])))
+    out += ["", "Both run back to back on the same broker (median of the runs); librdkafka with "
+            "`enable.idempotence=true` keeps 5 requests in flight per partition."]
+    return out if found else []
+
+
 def write_markdown(res, path):
     meta = res["meta"]
     lines = ["# Sluice benchmark", "",
@@ -237,6 +253,7 @@ def write_markdown(res, path):
     lines += produce_table(res["rows"]) + [""]
     lines += consume_table(res["rows"], res["limits"]) + [""]
     lines += latency_table(res["rows"], res["limits"]) + [""]
+    lines += idempotence_table(res["rows"]) + [""]
     lines += limits_section(res["limits"]) + [""]
     if "sluice_idle_rss_kib" in meta:
         lines.append("Sluice idle RSS %.1f MB; peak RSS %.1f MB (durable run), %.1f MB (os run). Start-up median "

@@ -235,7 +235,25 @@ class Bench:
                     self.row(system="sluice", mode=flush, op=op, size=size, partitions=parts, runs=len(runs),
                              all_msgs_per_s=[x["msgs_per_s"] for x in runs],
                              server_cpu_ms_per_mb=r.get("server_cpu_ms_per_mb"), steal_s=r["steal_s"], **pick(r))
+        if flush == "always":
+            self.idempotence_cost(addr)
         self.results["meta"]["sluice_peak_rss_kib_" + flush] = rss_kib(srv.pid, "VmHWM")
+
+    def idempotence_cost(self, addr):
+        """Issue 5: what enable.idempotence costs against plain acks=all (same size, same partitions)."""
+        bench = [self.sluice, "bench", "produce", "--bootstrap", addr, "--size", "100", "--count", str(self.n100)]
+        for parts in (1, 16):
+            for idem in (False, True):
+                runs = []
+                for rep in range(self.reps):
+                    quiesce(self.tmp)
+                    extra = ["--set", "enable.idempotence=true"] if idem else []
+                    runs.append(run_tool(bench + ["--topic", "idem-%d-%d-%d" % (parts, idem, rep), "--partitions",
+                                                  str(parts), "--json"] + extra))
+                r = median_run(runs)
+                self.row(system="sluice", mode="always", op="produce-idempotent" if idem else "produce-plain",
+                         size=100, partitions=parts, runs=len(runs), all_msgs_per_s=[x["msgs_per_s"] for x in runs],
+                         **pick(r))
 
     def startup(self):
         log("== sluice start-up")
