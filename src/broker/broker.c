@@ -54,6 +54,7 @@ void sl_broker_config_default(sl_broker_config *cfg)
     cfg->group_max_session_timeout_ms = 1800000;
     cfg->offsets_segment_bytes = 16 << 20;
     cfg->offsets_compact_bytes = 16 << 20;
+    cfg->producer_id_expiration_ms = 86400000;
     cfg->io = sl_fileio_system();
     cfg->clock = sl_clock_system();
     cfg->handle_signals = true;
@@ -243,6 +244,9 @@ static void on_retention(sl_loop *loop, sl_timer *timer)
             if (n > 0)
                 SL_INFO("broker", "retention deleted %d segment%s of %s-%d; log start is now %lld", n,
                         n == 1 ? "" : "s", t->name, i, (long long)sl_log_start_offset(log));
+            n = sl__producers_expire(b, t->partitions[i]);
+            if (n > 0) SL_INFO("broker", "%s-%d: forgot %d idempotent producer(s) idle for over %lld ms", t->name, i,
+                               n, (long long)b->cfg.producer_id_expiration_ms);
         }
     }
     sl_timer_start(loop, timer, b->cfg.retention_check_ms);

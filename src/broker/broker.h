@@ -37,6 +37,7 @@ typedef struct sl_broker_config {
     int64_t offsets_segment_bytes;   /* segment size of __consumer_offsets (16 MiB) */
     int64_t offsets_compact_bytes;   /* appended bytes after which __consumer_offsets is compacted (16 MiB) */
     int64_t fault_drop_produce_every;/* tests: drop the connection after every Nth appended produce (0 = off) */
+    int64_t producer_id_expiration_ms; /* idle idempotent producers are forgotten after this (1 day) */
     sl_fileio *io;                   /* file I/O table (tests inject faults) */
     const sl_clock *clock;
     bool handle_signals;             /* stop on SIGTERM/SIGINT (off for in-process tests) */

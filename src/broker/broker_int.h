@@ -284,6 +284,8 @@ int16_t sl__producer_check(sl_partition *p, const sl_batch_header *h, int64_t *d
 /* Makes the partition's producer state durable before its first idempotent batch. */
 int16_t sl__producer_before_append(struct sl_broker *broker, sl_partition *p);
 void sl__producer_appended(struct sl_broker *broker, sl_partition *p, const sl_batch_header *h, int64_t base_offset);
+/* Forgets producers idle for producer_id_expiration_ms; returns how many (the retention tick calls it). */
+int sl__producers_expire(struct sl_broker *broker, sl_partition *p);
 /* The log was rewound (a failed sync): the state follows it. */
 void sl__producers_rebuild(struct sl_broker *broker, sl_partition *p);
 

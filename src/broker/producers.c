@@ -53,6 +53,7 @@ typedef struct sl_pentry {
     int16_t epoch;
     int32_t last_seq;
     int nbatches, head; /* ring of the last batches; head = next slot to write */
+    int64_t last_ms;    /* when it last appended (replayed: its batch's MaxTimestamp): for expiry */
     sl_pbatch batches[SL_PRODUCER_BATCHES];
 } sl_pentry;
 
@@ -110,9 +111,10 @@ static sl_pentry *pinsert(sl_pstate *s, int64_t pid)
 static int32_t seq_add(int32_t seq, int32_t n) { return (int32_t)(((int64_t)seq + n) % ((int64_t)INT32_MAX + 1)); }
 
 /* Applies an appended batch (also when replaying the log). */
-static void apply(sl_pstate *s, const sl_batch_header *h)
+static void apply(sl_pstate *s, const sl_batch_header *h, int64_t now_ms)
 {
     sl_pentry *e = pinsert(s, h->ProducerId);
+    e->last_ms = now_ms;
     if (e->epoch != h->ProducerEpoch) {
         e->epoch = h->ProducerEpoch;
         e->nbatches = e->head = 0;
@@ -157,11 +159,12 @@ static char *pstate_path(sl_partition *p, bool prev)
 
 static void put_entry(sl_buf *b, const sl_pentry *e)
 {
-    uint8_t x[8 + 2 + 4 + 1];
+    uint8_t x[8 + 2 + 4 + 8 + 1];
     sl_put_be64(x, (uint64_t)e->pid);
     sl_put_be16(x + 8, (uint16_t)e->epoch);
     sl_put_be32(x + 10, (uint32_t)e->last_seq);
-    x[14] = (uint8_t)e->nbatches;
+    sl_put_be64(x + 14, (uint64_t)e->last_ms);
+    x[22] = (uint8_t)e->nbatches;
     sl_buf_append(b, x, sizeof x);
     for (int i = 0; i < e->nbatches; i++) { /* oldest first */
         const sl_pbatch *pb = &e->batches[(e->head - e->nbatches + i + SL_PRODUCER_BATCHES) % SL_PRODUCER_BATCHES];
@@ -206,12 +209,13 @@ static int pstate_write(sl_broker *broker, sl_partition *p, int64_t offset, bool
 static int load_entries(sl_pstate *s, const uint8_t *p, const uint8_t *end, uint32_t count)
 {
     for (uint32_t i = 0; i < count; i++) {
-        if (end - p < 15) return SL_ECORRUPT;
+        if (end - p < 23) return SL_ECORRUPT;
         sl_pentry *e = pinsert(s, (int64_t)sl_be64(p));
         e->epoch = (int16_t)sl_be16(p + 8);
         e->last_seq = (int32_t)sl_be32(p + 10);
-        int nb = p[14];
-        p += 15;
+        e->last_ms = (int64_t)sl_be64(p + 14);
+        int nb = p[22];
+        p += 23;
         if (nb > SL_PRODUCER_BATCHES || end - p < 24 * nb) return SL_ECORRUPT;
         for (int j = 0; j < nb; j++, p += 24)
             e->batches[j] = (sl_pbatch){(int32_t)sl_be32(p), (int32_t)sl_be32(p + 4), (int64_t)sl_be64(p + 8),
@@ -245,7 +249,7 @@ static int replay_batch(void *arg, const uint8_t *batch, size_t len)
 {
     sl_batch_header h;
     sl_batch_header_parse(batch, len, &h);
-    if (h.ProducerId >= 0 && !(h.Attributes & SL_BATCH_ATTR_CONTROL)) apply(arg, &h);
+    if (h.ProducerId >= 0 && !(h.Attributes & SL_BATCH_ATTR_CONTROL)) apply(arg, &h, h.MaxTimestamp);
     return 0;
 }
 
@@ -313,7 +317,7 @@ void sl__producer_appended(sl_broker *broker, sl_partition *p, const sl_batch_he
 {
     sl_batch_header a = *h;
     a.BaseOffset = base_offset;
-    apply(p->pstate, &a);
+    apply(p->pstate, &a, sl_wall_ms(broker->cfg.clock));
     int nsegs = sl_log_segment_count(p->log);
     if (nsegs == p->pstate->nsegs) return;
     /* A roll (or retention): a new snapshot bounds what a start after a crash replays to about a segment. */
@@ -327,6 +331,27 @@ void sl__producers_rebuild(sl_broker *broker, sl_partition *p)
     SL_WARN("producers", "%s-%d: the log was rewound; rebuilding producer state from it", p->topic->name, p->index);
     sl__producers_close(broker, p, false);
     sl__producers_open(broker, p);
+}
+
+/* Forgets producers that have not appended here for producer_id_expiration_ms (Kafka's
+   producer.id.expiration.ms, 1 day): the table is rebuilt without them. A forgotten producer's next batch
+   with a sequence other than 0 gets UNKNOWN_PRODUCER_ID, which librdkafka handles by bumping its epoch. */
+int sl__producers_expire(sl_broker *broker, sl_partition *p)
+{
+    sl_pstate *s = p->pstate;
+    if (!s || !s->count) return 0;
+    int64_t cutoff = sl_wall_ms(broker->cfg.clock) - broker->cfg.producer_id_expiration_ms;
+    int expired = 0;
+    for (int i = 0; i < s->cap; i++) expired += s->slots[i].pid >= 0 && s->slots[i].last_ms < cutoff;
+    if (!expired) return 0;
+    sl_pentry *old = s->slots;
+    int oldcap = s->cap;
+    s->slots = NULL;
+    s->cap = s->count = 0;
+    for (int i = 0; i < oldcap; i++)
+        if (old[i].pid >= 0 && old[i].last_ms >= cutoff) *pinsert(s, old[i].pid) = old[i];
+    sl_free(old);
+    return expired;
 }
 
 /* ---- producer ids and InitProducerId ---- */

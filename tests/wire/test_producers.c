@@ -302,3 +302,31 @@ SL_TEST(a_segment_roll_writes_a_snapshot_a_restart_can_use)
     sl_free(saved);
     stop(&w, fd);
 }
+
+SL_TEST(idle_producers_are_forgotten_after_the_expiration)
+{
+    wbroker w;
+    wbroker_config(&w, NULL);
+    w.cfg.producer_id_expiration_ms = 300;
+    w.cfg.retention_check_ms = 100;
+    int fd = start(&w);
+    int64_t a, b, base;
+    int16_t epoch;
+    init_pid(fd, 4, &a, &epoch);
+    init_pid(fd, 4, &b, &epoch);
+    uint8_t buf[4096];
+    size_t n = idem_batch(buf, sizeof buf, a, 0, 0, 3);
+    SL_CHECK_INT(produce(fd, "t", buf, n, &base), 0);
+    n = idem_batch(buf, sizeof buf, b, 0, 0, 3);
+    SL_CHECK_INT(produce(fd, "t", buf, n, &base), 0);
+    for (int i = 0; i < 8; i++) { /* b keeps appending, a goes idle */
+        usleep(100 * 1000);
+        n = idem_batch(buf, sizeof buf, b, 0, 3 + i, 1);
+        SL_CHECK_INT(produce(fd, "t", buf, n, &base), 0);
+    }
+    n = idem_batch(buf, sizeof buf, a, 0, 3, 1);
+    SL_CHECK_INT(produce(fd, "t", buf, n, &base), SL_KERR_UNKNOWN_PRODUCER_ID);
+    n = idem_batch(buf, sizeof buf, b, 0, 11, 1);
+    SL_CHECK_INT(produce(fd, "t", buf, n, &base), 0);
+    stop(&w, fd);
+}
