@@ -54,6 +54,7 @@ void sl_broker_config_default(sl_broker_config *cfg)
     cfg->group_max_session_timeout_ms = 1800000;
     cfg->offsets_segment_bytes = 16 << 20;
     cfg->offsets_compact_bytes = 16 << 20;
+    cfg->offsets_retention_ms = 7LL * 24 * 3600 * 1000;
     cfg->producer_id_expiration_ms = 86400000;
     cfg->io = sl_fileio_system();
     cfg->clock = sl_clock_system();

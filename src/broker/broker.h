@@ -36,6 +36,7 @@ typedef struct sl_broker_config {
     int32_t group_max_session_timeout_ms;     /* group.max.session.timeout.ms (1800000) */
     int64_t offsets_segment_bytes;   /* segment size of __consumer_offsets (16 MiB) */
     int64_t offsets_compact_bytes;   /* appended bytes after which __consumer_offsets is compacted (16 MiB) */
+    int64_t offsets_retention_ms;    /* an Empty group's offsets expire after this (offsets.retention.minutes, 7 d) */
     int64_t fault_drop_produce_every;/* tests: drop the connection after every Nth appended produce (0 = off) */
     int64_t producer_id_expiration_ms; /* idle idempotent producers are forgotten after this (1 day) */
     sl_fileio *io;                   /* file I/O table (tests inject faults) */

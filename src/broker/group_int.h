@@ -171,6 +171,8 @@ int16_t sl__offsets_append(sl_coord *c, const sl_buf *kv, const sl_orec *recs, i
    the request parked and its connection kept until then). Returns the append's own error: 0 = in the log. */
 int16_t sl__offsets_append_for(sl_coord *c, sl_request *req, const sl_buf *kv, const sl_orec *recs, int n,
                                sl_offsets_done_fn done, void *arg);
+/* Tombstones for every offset of g and for its group record, appended to kv and *recs (grown as needed). */
+void sl__offsets_group_tombstones(sl_buf *kv, sl_orec **recs, int *n, int *cap, const sl_group *g);
 /* Appends the group's metadata without waiting (a later snapshot or record supersedes it anyway). */
 int16_t sl__offsets_store_group(sl_coord *c, sl_group *g);
 /* Snapshot and drop of old segments, when due (a 1 s tick). */

@@ -193,14 +193,7 @@ int sl__handle_delete_groups(sl_broker *broker, sl_request *req)
             if (gone[j] == g) g = NULL; /* named twice */
         if (!g) continue;
         gone[ngone++] = g;
-        if (nrec + g->noffsets + 1 > cap) {
-            cap = (nrec + g->noffsets + 1) * 2;
-            recs = sl_realloc(recs, sizeof *recs * (size_t)cap);
-        }
-        for (int j = 0; j < g->noffsets; j++)
-            sl__offsets_commit_record(&kv, g->id, g->offsets[j].topic, strlen(g->offsets[j].topic),
-                                      g->offsets[j].partition, NULL, &recs[nrec++]);
-        sl__offsets_group_record(&kv, g, true, &recs[nrec++]);
+        sl__offsets_group_tombstones(&kv, &recs, &nrec, &cap, g);
     }
     int16_t err = nrec ? sl__offsets_append_for(c, req, &kv, recs, nrec, delete_done, resp) : 0;
     if (!nrec) delete_done(req, resp, 0);

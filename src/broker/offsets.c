@@ -183,6 +183,18 @@ void sl__offsets_group_record(sl_buf *kv, const sl_group *g, bool tombstone, sl_
     rec->val_len = (int32_t)(kv->len - rec->val_at);
 }
 
+void sl__offsets_group_tombstones(sl_buf *kv, sl_orec **recs, int *n, int *cap, const sl_group *g)
+{
+    if (*n + g->noffsets + 1 > *cap) {
+        *cap = (*n + g->noffsets + 1) * 2;
+        *recs = sl_realloc(*recs, sizeof **recs * (size_t)*cap);
+    }
+    for (int j = 0; j < g->noffsets; j++)
+        sl__offsets_commit_record(kv, g->id, g->offsets[j].topic, strlen(g->offsets[j].topic),
+                                  g->offsets[j].partition, NULL, &(*recs)[(*n)++]);
+    sl__offsets_group_record(kv, g, true, &(*recs)[(*n)++]);
+}
+
 /* ---- appends ---- */
 
 static bool acks_wait_for_sync(const sl_coord *c) { return c->broker->cfg.flush_mode == SL_FLUSH_ALWAYS; }
@@ -501,9 +513,48 @@ void sl__offsets_maintain(sl_coord *c)
     if (c->snapshot_end < 0 && c->bytes_since_snapshot > due) write_snapshot(c);
 }
 
+/* An Empty group whose last state change and last commit are both older than offsets_retention_ms. */
+static bool expired(const sl_group *g, int64_t cutoff)
+{
+    if (g->state != SL_GROUP_EMPTY || g->npending || g->store_pending || g->state_ts_ms >= cutoff) return false;
+    for (int i = 0; i < g->noffsets; i++)
+        if (g->offsets[i].pending || (g->offsets[i].committed && g->offsets[i].commit_ts >= cutoff)) return false;
+    return true;
+}
+
+/* Kafka's offsets.retention.minutes (7 days): an Empty group's offsets, and the group, go after that long. */
+static void expire_groups(sl_coord *c)
+{
+    int64_t cutoff = sl_wall_ms(c->broker->cfg.clock) - c->broker->cfg.offsets_retention_ms;
+    sl_group **gone = NULL;
+    int ngone = 0, nrec = 0, cap = 0;
+    sl_orec *recs = NULL;
+    sl_buf kv;
+    sl_buf_init(&kv, SIZE_MAX);
+    for (int i = 0; i < c->hash_size; i++) {
+        for (sl_group *g = c->hash[i]; g; g = g->hash_next) {
+            if (!expired(g, cutoff)) continue;
+            gone = sl_realloc(gone, sizeof *gone * (size_t)(ngone + 1));
+            gone[ngone++] = g;
+            sl__offsets_group_tombstones(&kv, &recs, &nrec, &cap, g);
+        }
+    }
+    bool waiting;
+    int16_t err = nrec ? sl__offsets_append(c, &kv, recs, nrec, NULL, &waiting) : 0;
+    for (int i = 0; !err && i < ngone; i++) {
+        SL_INFO("group", "group %s: Empty for over %lld ms, its %d committed offset(s) expired: deleted", gone[i]->id,
+                (long long)c->broker->cfg.offsets_retention_ms, gone[i]->noffsets);
+        sl__group_remove(c, gone[i]);
+    }
+    sl_free(gone);
+    sl_free(recs);
+    sl_buf_deinit(&kv);
+}
+
 static void on_coord_tick(sl_loop *loop, sl_timer *timer)
 {
     sl_coord *c = timer->arg;
+    expire_groups(c);
     sl__offsets_maintain(c);
     sl_timer_start(loop, timer, 1000);
 }

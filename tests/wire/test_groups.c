@@ -766,3 +766,37 @@ SL_TEST(join_storm_ends_in_one_stable_generation)
     SL_CHECK_STR(state, "Empty");
     finish(&w, fd);
 }
+
+SL_TEST(offsets_of_groups_empty_too_long_expire)
+{
+    wbroker w;
+    sl_arena_init(&arena, 64 << 20);
+    wbroker_config(&w, NULL);
+    w.cfg.offsets_retention_ms = 1500;
+    w.cfg.group_initial_rebalance_delay_ms = 0;
+    wbroker_start(&w);
+    int fd = wconnect(w.port);
+    make_topic(fd, "t");
+    SL_CHECK_INT(commit(fd, "old", -1, "", "t", 0, 5, ""), 0);
+    joined a = join(fd, "live", NULL, 30000); /* a member keeps its group's offsets however old */
+    const char *members[] = {a.member}, *assign[] = {"x"};
+    sync_send(fd, 5, "live", a.generation, a.member, NULL, members, assign, 1);
+    SL_CHECK_INT(sync_recv(fd, 5, NULL, 5000), 0);
+    SL_CHECK_INT(commit(fd, "live", a.generation, a.member, "t", 0, 6, ""), 0);
+    for (int i = 0; i < 6; i++) { /* "fresh" commits again and again: never expires */
+        SL_CHECK_INT(commit(fd, "fresh", -1, "", "t", 0, 10 + i, ""), 0);
+        usleep(500 * 1000);
+    }
+    SL_CHECK(!listed(fd, "old"));
+    SL_CHECK_INT(committed(fd, "old", "t", 0, NULL), -1);
+    SL_CHECK_INT(committed(fd, "fresh", "t", 0, NULL), 15);
+    SL_CHECK_INT(committed(fd, "live", "t", 0, NULL), 6);
+    close(fd);
+    wbroker_stop(&w);
+    w.cfg.offsets_retention_ms = 7LL * 24 * 3600 * 1000;
+    wbroker_start(&w);
+    fd = wconnect(w.port);
+    SL_CHECK(!listed(fd, "old")); /* gone for good: tombstones */
+    SL_CHECK_INT(committed(fd, "fresh", "t", 0, NULL), 15);
+    finish(&w, fd);
+}
