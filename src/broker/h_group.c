@@ -1,9 +1,10 @@
 /*
  * h_group.c - JoinGroup 0-5, SyncGroup 0-3, Heartbeat 0-3, LeaveGroup 0-3,
- * DescribeGroups 0-2, ListGroups 0-2, DeleteGroups 0-1: decoding, the
+ * DescribeGroups 0-4, ListGroups 0-4 (states filter), DeleteGroups 0-1: decoding, the
  * state machine's answer (group.c), encoding.
  */
 #include <string.h>
+#include <strings.h>
 #include "broker/group_int.h"
 #include "common/alloc.h"
 #include "common/error.h"
@@ -90,6 +91,7 @@ static int describe_members(sl_request *req, sl_group *g, sl_DescribeGroupsRespo
         sl_member *mb = SL_CONTAINER(l, sl_member, link);
         sl_DescribeGroupsResponse_DescribedGroupMember *o = &out->Members.items[i];
         o->MemberId = sl__kstr(mb->id);
+        o->GroupInstanceId = mb->instance_id ? sl__kstr(mb->instance_id) : SL_KSTR_NULL;
         o->ClientId = sl__kstr(mb->client_id);
         o->ClientHost = sl__kstr(mb->client_host);
         o->MemberMetadata = o->MemberAssignment = SL_KBYTES_EMPTY;
@@ -116,6 +118,8 @@ int sl__handle_describe_groups(sl_broker *broker, sl_request *req)
         sl_DescribeGroupsResponse_DescribedGroup *out = &resp.Groups.items[i];
         out->GroupId = id;
         out->ProtocolType = out->ProtocolData = SL_KSTR_EMPTY;
+        /* No ACLs: what Kafka reports for a group anyone may use (READ 3, DELETE 6, DESCRIBE 8). */
+        out->AuthorizedOperations = m.IncludeAuthorizedOperations ? (1 << 3) | (1 << 6) | (1 << 8) : INT32_MIN;
         sl_group *g = id.len > 0 ? sl__group_find(broker->coord, id.ptr, (size_t)id.len) : NULL;
         if (id.len <= 0) out->ErrorCode = SL_KERR_INVALID_GROUP_ID;
         if (!g) { /* Kafka: an unknown group is described as Dead, without an error */
@@ -130,6 +134,18 @@ int sl__handle_describe_groups(sl_broker *broker, sl_request *req)
     return sl__request_respond(req, &resp);
 }
 
+/* v4 StatesFilter: the states to list (case-insensitive, as Kafka compares them); none = all. */
+static bool state_wanted(const sl_ListGroupsRequest *m, sl_group_state state)
+{
+    if (m->StatesFilter.count <= 0) return true;
+    const char *name = sl__group_state_name(state);
+    for (int i = 0; i < m->StatesFilter.count; i++) {
+        sl_kstr f = m->StatesFilter.items[i];
+        if (f.len == (int32_t)strlen(name) && strncasecmp(f.ptr, name, (size_t)f.len) == 0) return true;
+    }
+    return false;
+}
+
 int sl__handle_list_groups(sl_broker *broker, sl_request *req)
 {
     sl_ListGroupsRequest m;
@@ -140,9 +156,11 @@ int sl__handle_list_groups(sl_broker *broker, sl_request *req)
     if (!ARENA_ARRAY(req, resp.Groups.items, c->ngroups)) return SL_ENOMEM;
     for (int i = 0; i < c->hash_size; i++) {
         for (sl_group *g = c->hash[i]; g; g = g->hash_next) {
+            if (!state_wanted(&m, g->state)) continue;
             sl_ListGroupsResponse_ListedGroup *o = &resp.Groups.items[resp.Groups.count++];
             o->GroupId = sl__kstr(g->id);
             o->ProtocolType = sl__kstr(g->protocol_type ? g->protocol_type : "");
+            o->GroupState = sl__kstr(sl__group_state_name(g->state));
         }
     }
     return sl__request_respond(req, &resp);

@@ -2959,6 +2959,7 @@ void sl_DescribeGroupsRequest_init(sl_DescribeGroupsRequest *m)
     SL_ASSERT(m != NULL);
     m->Groups.items = NULL;
     m->Groups.count = 0;
+    m->IncludeAuthorizedOperations = false;
 }
 
 static int dec_DescribeGroupsRequest(sl_DescribeGroupsRequest *m, sl_kreader *r, int16_t version, sl_arena *arena)
@@ -2973,6 +2974,11 @@ static int dec_DescribeGroupsRequest(sl_DescribeGroupsRequest *m, sl_kreader *r,
     for (int32_t i = 0; i < m->Groups.count; i++) {
         m->Groups.items[i] = sl_kread_str(r, false, false);
     }
+    if (version >= 3) {
+        m->IncludeAuthorizedOperations = sl_kread_bool(r);
+    } else {
+        m->IncludeAuthorizedOperations = false;
+    }
     return r->err;
 }
 
@@ -2983,12 +2989,14 @@ static void enc_DescribeGroupsRequest(const sl_DescribeGroupsRequest *m, sl_kwri
     SL_ASSERT(m->Groups.count <= 0 || m->Groups.items != NULL);
     for (int32_t i = 0; i < m->Groups.count; i++)
         sl_kwrite_str(w, false, false, m->Groups.items[i]);
+    if (version >= 3)
+        sl_kwrite_bool(w, m->IncludeAuthorizedOperations);
 }
 
 int sl_DescribeGroupsRequest_decode(sl_DescribeGroupsRequest *msg, sl_kreader *r, int16_t version, sl_arena *arena)
 {
     SL_ASSERT(msg != NULL && r != NULL && arena != NULL);
-    if (version < 0 || version > 2) return SL_ERANGE;
+    if (version < 0 || version > 4) return SL_ERANGE;
     if (r->err) return SL_EINVAL;
     int rc = dec_DescribeGroupsRequest(msg, r, version, arena);
     SL_ASSERT(r->p <= r->end);
@@ -2998,7 +3006,7 @@ int sl_DescribeGroupsRequest_decode(sl_DescribeGroupsRequest *msg, sl_kreader *r
 int sl_DescribeGroupsRequest_encode(const sl_DescribeGroupsRequest *msg, sl_kwriter *w, int16_t version)
 {
     SL_ASSERT(msg != NULL && w != NULL);
-    SL_ASSERT(version >= 0 && version <= 2);
+    SL_ASSERT(version >= 0 && version <= 4);
     enc_DescribeGroupsRequest(msg, w, version);
     return w->err;
 }
@@ -3060,6 +3068,7 @@ void sl_DescribeGroupsResponse_DescribedGroup_init(sl_DescribeGroupsResponse_Des
     m->ProtocolData = SL_KSTR_EMPTY;
     m->Members.items = NULL;
     m->Members.count = 0;
+    m->AuthorizedOperations = INT32_MIN;
 }
 
 static int dec_DescribeGroupsResponse_DescribedGroup(sl_DescribeGroupsResponse_DescribedGroup *m, sl_kreader *r, int16_t version, sl_arena *arena)
@@ -3080,6 +3089,11 @@ static int dec_DescribeGroupsResponse_DescribedGroup(sl_DescribeGroupsResponse_D
         rc = dec_DescribeGroupsResponse_DescribedGroupMember(&m->Members.items[i], r, version, arena);
         if (rc) return rc;
     }
+    if (version >= 3) {
+        m->AuthorizedOperations = sl_kread_int32(r);
+    } else {
+        m->AuthorizedOperations = INT32_MIN;
+    }
     return r->err;
 }
 
@@ -3095,12 +3109,15 @@ static void enc_DescribeGroupsResponse_DescribedGroup(const sl_DescribeGroupsRes
     SL_ASSERT(m->Members.count <= 0 || m->Members.items != NULL);
     for (int32_t i = 0; i < m->Members.count; i++)
         enc_DescribeGroupsResponse_DescribedGroupMember(&m->Members.items[i], w, version);
+    if (version >= 3)
+        sl_kwrite_int32(w, m->AuthorizedOperations);
 }
 
 void sl_DescribeGroupsResponse_DescribedGroupMember_init(sl_DescribeGroupsResponse_DescribedGroupMember *m)
 {
     SL_ASSERT(m != NULL);
     m->MemberId = SL_KSTR_EMPTY;
+    m->GroupInstanceId = SL_KSTR_NULL;
     m->ClientId = SL_KSTR_EMPTY;
     m->ClientHost = SL_KSTR_EMPTY;
     m->MemberMetadata = SL_KBYTES_EMPTY;
@@ -3112,6 +3129,11 @@ static int dec_DescribeGroupsResponse_DescribedGroupMember(sl_DescribeGroupsResp
     (void)version;
     (void)arena;
     m->MemberId = sl_kread_str(r, false, false);
+    if (version == 4) {
+        m->GroupInstanceId = sl_kread_str(r, false, true);
+    } else {
+        m->GroupInstanceId = SL_KSTR_NULL;
+    }
     m->ClientId = sl_kread_str(r, false, false);
     m->ClientHost = sl_kread_str(r, false, false);
     m->MemberMetadata = sl_kread_bytes(r, false, false);
@@ -3123,6 +3145,8 @@ static void enc_DescribeGroupsResponse_DescribedGroupMember(const sl_DescribeGro
 {
     (void)version;
     sl_kwrite_str(w, false, false, m->MemberId);
+    if (version == 4)
+        sl_kwrite_str(w, false, true, m->GroupInstanceId);
     sl_kwrite_str(w, false, false, m->ClientId);
     sl_kwrite_str(w, false, false, m->ClientHost);
     sl_kwrite_bytes(w, false, false, m->MemberMetadata);
@@ -3132,7 +3156,7 @@ static void enc_DescribeGroupsResponse_DescribedGroupMember(const sl_DescribeGro
 int sl_DescribeGroupsResponse_decode(sl_DescribeGroupsResponse *msg, sl_kreader *r, int16_t version, sl_arena *arena)
 {
     SL_ASSERT(msg != NULL && r != NULL && arena != NULL);
-    if (version < 0 || version > 2) return SL_ERANGE;
+    if (version < 0 || version > 4) return SL_ERANGE;
     if (r->err) return SL_EINVAL;
     int rc = dec_DescribeGroupsResponse(msg, r, version, arena);
     SL_ASSERT(r->p <= r->end);
@@ -3142,7 +3166,7 @@ int sl_DescribeGroupsResponse_decode(sl_DescribeGroupsResponse *msg, sl_kreader 
 int sl_DescribeGroupsResponse_encode(const sl_DescribeGroupsResponse *msg, sl_kwriter *w, int16_t version)
 {
     SL_ASSERT(msg != NULL && w != NULL);
-    SL_ASSERT(version >= 0 && version <= 2);
+    SL_ASSERT(version >= 0 && version <= 4);
     enc_DescribeGroupsResponse(msg, w, version);
     return w->err;
 }
@@ -3157,24 +3181,59 @@ static const sl_kafka_msg_ops ops_DescribeGroupsResponse = {"DescribeGroupsRespo
 void sl_ListGroupsRequest_init(sl_ListGroupsRequest *m)
 {
     SL_ASSERT(m != NULL);
+    m->StatesFilter.items = NULL;
+    m->StatesFilter.count = 0;
 }
 
 static int dec_ListGroupsRequest(sl_ListGroupsRequest *m, sl_kreader *r, int16_t version, sl_arena *arena)
 {
+    int rc;
+    void *items;
+    const bool flex = version >= 3;
     (void)version;
     (void)arena;
+    if (version == 4) {
+        rc = sl_kread_array(r, true, false, 1, sizeof *m->StatesFilter.items, arena, &items, &m->StatesFilter.count);
+        if (rc) return rc;
+        m->StatesFilter.items = items;
+        for (int32_t i = 0; i < m->StatesFilter.count; i++) {
+            m->StatesFilter.items[i] = sl_kread_str(r, true, false);
+        }
+    } else {
+        m->StatesFilter.items = NULL;
+        m->StatesFilter.count = 0;
+    }
+    if (flex) {
+        uint32_t ntags = sl_kread_uvarint(r);
+        /* Each tagged field takes >= 2 bytes, and r->err ends the loop. */
+        for (uint32_t t = 0; t < ntags && !r->err; t++) {
+            (void)sl_kread_uvarint(r);
+            sl_kread_skip(r, sl_kread_uvarint(r));
+        }
+    }
     return r->err;
 }
 
 static void enc_ListGroupsRequest(const sl_ListGroupsRequest *m, sl_kwriter *w, int16_t version)
 {
+    const bool flex = version >= 3;
     (void)version;
+    if (version == 4)
+    {
+        sl_kwrite_array_len(w, true, false, m->StatesFilter.count);
+        SL_ASSERT(m->StatesFilter.count <= 0 || m->StatesFilter.items != NULL);
+        for (int32_t i = 0; i < m->StatesFilter.count; i++)
+            sl_kwrite_str(w, true, false, m->StatesFilter.items[i]);
+    }
+    if (flex) {
+        sl_kwrite_uvarint(w, 0);
+    }
 }
 
 int sl_ListGroupsRequest_decode(sl_ListGroupsRequest *msg, sl_kreader *r, int16_t version, sl_arena *arena)
 {
     SL_ASSERT(msg != NULL && r != NULL && arena != NULL);
-    if (version < 0 || version > 2) return SL_ERANGE;
+    if (version < 0 || version > 4) return SL_ERANGE;
     if (r->err) return SL_EINVAL;
     int rc = dec_ListGroupsRequest(msg, r, version, arena);
     SL_ASSERT(r->p <= r->end);
@@ -3184,7 +3243,7 @@ int sl_ListGroupsRequest_decode(sl_ListGroupsRequest *msg, sl_kreader *r, int16_
 int sl_ListGroupsRequest_encode(const sl_ListGroupsRequest *msg, sl_kwriter *w, int16_t version)
 {
     SL_ASSERT(msg != NULL && w != NULL);
-    SL_ASSERT(version >= 0 && version <= 2);
+    SL_ASSERT(version >= 0 && version <= 4);
     enc_ListGroupsRequest(msg, w, version);
     return w->err;
 }
@@ -3209,6 +3268,7 @@ static int dec_ListGroupsResponse(sl_ListGroupsResponse *m, sl_kreader *r, int16
 {
     int rc;
     void *items;
+    const bool flex = version >= 3;
     (void)version;
     (void)arena;
     if (version >= 1) {
@@ -3217,26 +3277,38 @@ static int dec_ListGroupsResponse(sl_ListGroupsResponse *m, sl_kreader *r, int16
         m->ThrottleTimeMs = 0;
     }
     m->ErrorCode = sl_kread_int16(r);
-    rc = sl_kread_array(r, false, false, 4, sizeof *m->Groups.items, arena, &items, &m->Groups.count);
+    rc = sl_kread_array(r, flex, false, 3, sizeof *m->Groups.items, arena, &items, &m->Groups.count);
     if (rc) return rc;
     m->Groups.items = items;
     for (int32_t i = 0; i < m->Groups.count; i++) {
         rc = dec_ListGroupsResponse_ListedGroup(&m->Groups.items[i], r, version, arena);
         if (rc) return rc;
     }
+    if (flex) {
+        uint32_t ntags = sl_kread_uvarint(r);
+        /* Each tagged field takes >= 2 bytes, and r->err ends the loop. */
+        for (uint32_t t = 0; t < ntags && !r->err; t++) {
+            (void)sl_kread_uvarint(r);
+            sl_kread_skip(r, sl_kread_uvarint(r));
+        }
+    }
     return r->err;
 }
 
 static void enc_ListGroupsResponse(const sl_ListGroupsResponse *m, sl_kwriter *w, int16_t version)
 {
+    const bool flex = version >= 3;
     (void)version;
     if (version >= 1)
         sl_kwrite_int32(w, m->ThrottleTimeMs);
     sl_kwrite_int16(w, m->ErrorCode);
-    sl_kwrite_array_len(w, false, false, m->Groups.count);
+    sl_kwrite_array_len(w, flex, false, m->Groups.count);
     SL_ASSERT(m->Groups.count <= 0 || m->Groups.items != NULL);
     for (int32_t i = 0; i < m->Groups.count; i++)
         enc_ListGroupsResponse_ListedGroup(&m->Groups.items[i], w, version);
+    if (flex) {
+        sl_kwrite_uvarint(w, 0);
+    }
 }
 
 void sl_ListGroupsResponse_ListedGroup_init(sl_ListGroupsResponse_ListedGroup *m)
@@ -3244,28 +3316,49 @@ void sl_ListGroupsResponse_ListedGroup_init(sl_ListGroupsResponse_ListedGroup *m
     SL_ASSERT(m != NULL);
     m->GroupId = SL_KSTR_EMPTY;
     m->ProtocolType = SL_KSTR_EMPTY;
+    m->GroupState = SL_KSTR_EMPTY;
 }
 
 static int dec_ListGroupsResponse_ListedGroup(sl_ListGroupsResponse_ListedGroup *m, sl_kreader *r, int16_t version, sl_arena *arena)
 {
+    const bool flex = version >= 3;
     (void)version;
     (void)arena;
-    m->GroupId = sl_kread_str(r, false, false);
-    m->ProtocolType = sl_kread_str(r, false, false);
+    m->GroupId = sl_kread_str(r, flex, false);
+    m->ProtocolType = sl_kread_str(r, flex, false);
+    if (version == 4) {
+        m->GroupState = sl_kread_str(r, true, false);
+    } else {
+        m->GroupState = SL_KSTR_EMPTY;
+    }
+    if (flex) {
+        uint32_t ntags = sl_kread_uvarint(r);
+        /* Each tagged field takes >= 2 bytes, and r->err ends the loop. */
+        for (uint32_t t = 0; t < ntags && !r->err; t++) {
+            (void)sl_kread_uvarint(r);
+            sl_kread_skip(r, sl_kread_uvarint(r));
+        }
+    }
     return r->err;
 }
 
 static void enc_ListGroupsResponse_ListedGroup(const sl_ListGroupsResponse_ListedGroup *m, sl_kwriter *w, int16_t version)
 {
+    const bool flex = version >= 3;
     (void)version;
-    sl_kwrite_str(w, false, false, m->GroupId);
-    sl_kwrite_str(w, false, false, m->ProtocolType);
+    sl_kwrite_str(w, flex, false, m->GroupId);
+    sl_kwrite_str(w, flex, false, m->ProtocolType);
+    if (version == 4)
+        sl_kwrite_str(w, true, false, m->GroupState);
+    if (flex) {
+        sl_kwrite_uvarint(w, 0);
+    }
 }
 
 int sl_ListGroupsResponse_decode(sl_ListGroupsResponse *msg, sl_kreader *r, int16_t version, sl_arena *arena)
 {
     SL_ASSERT(msg != NULL && r != NULL && arena != NULL);
-    if (version < 0 || version > 2) return SL_ERANGE;
+    if (version < 0 || version > 4) return SL_ERANGE;
     if (r->err) return SL_EINVAL;
     int rc = dec_ListGroupsResponse(msg, r, version, arena);
     SL_ASSERT(r->p <= r->end);
@@ -3275,7 +3368,7 @@ int sl_ListGroupsResponse_decode(sl_ListGroupsResponse *msg, sl_kreader *r, int1
 int sl_ListGroupsResponse_encode(const sl_ListGroupsResponse *msg, sl_kwriter *w, int16_t version)
 {
     SL_ASSERT(msg != NULL && w != NULL);
-    SL_ASSERT(version >= 0 && version <= 2);
+    SL_ASSERT(version >= 0 && version <= 4);
     enc_ListGroupsResponse(msg, w, version);
     return w->err;
 }
@@ -5850,8 +5943,8 @@ const sl_kafka_api_info sl_kafka_apis[SL_KAFKA_API_COUNT] = {
     {12, "Heartbeat", 0, 3, -1, &ops_HeartbeatRequest, &ops_HeartbeatResponse},
     {13, "LeaveGroup", 0, 3, -1, &ops_LeaveGroupRequest, &ops_LeaveGroupResponse},
     {14, "SyncGroup", 0, 3, -1, &ops_SyncGroupRequest, &ops_SyncGroupResponse},
-    {15, "DescribeGroups", 0, 2, -1, &ops_DescribeGroupsRequest, &ops_DescribeGroupsResponse},
-    {16, "ListGroups", 0, 2, -1, &ops_ListGroupsRequest, &ops_ListGroupsResponse},
+    {15, "DescribeGroups", 0, 4, -1, &ops_DescribeGroupsRequest, &ops_DescribeGroupsResponse},
+    {16, "ListGroups", 0, 4, 3, &ops_ListGroupsRequest, &ops_ListGroupsResponse},
     {17, "SaslHandshake", 0, 1, -1, &ops_SaslHandshakeRequest, &ops_SaslHandshakeResponse},
     {18, "ApiVersions", 0, 3, 3, &ops_ApiVersionsRequest, &ops_ApiVersionsResponse},
     {19, "CreateTopics", 0, 4, -1, &ops_CreateTopicsRequest, &ops_CreateTopicsResponse},

@@ -602,17 +602,19 @@ void sl_SyncGroupResponse_init(sl_SyncGroupResponse *m);
 int sl_SyncGroupResponse_decode(sl_SyncGroupResponse *msg, sl_kreader *r, int16_t version, sl_arena *arena);
 int sl_SyncGroupResponse_encode(const sl_SyncGroupResponse *msg, sl_kwriter *w, int16_t version);
 
-/* DescribeGroupsRequest: api key 15, versions 0-2 */
+/* DescribeGroupsRequest: api key 15, versions 0-4 */
 struct sl_DescribeGroupsRequest {
     struct { sl_kstr *items; int32_t count; } Groups;
+    bool IncludeAuthorizedOperations;
 };
 void sl_DescribeGroupsRequest_init(sl_DescribeGroupsRequest *m);
 int sl_DescribeGroupsRequest_decode(sl_DescribeGroupsRequest *msg, sl_kreader *r, int16_t version, sl_arena *arena);
 int sl_DescribeGroupsRequest_encode(const sl_DescribeGroupsRequest *msg, sl_kwriter *w, int16_t version);
 
-/* DescribeGroupsResponse: api key 15, versions 0-2 */
+/* DescribeGroupsResponse: api key 15, versions 0-4 */
 struct sl_DescribeGroupsResponse_DescribedGroupMember {
     sl_kstr MemberId;
+    sl_kstr GroupInstanceId;
     sl_kstr ClientId;
     sl_kstr ClientHost;
     sl_kbytes MemberMetadata;
@@ -625,6 +627,7 @@ struct sl_DescribeGroupsResponse_DescribedGroup {
     sl_kstr ProtocolType;
     sl_kstr ProtocolData;
     struct { sl_DescribeGroupsResponse_DescribedGroupMember *items; int32_t count; } Members;
+    int32_t AuthorizedOperations;
 };
 struct sl_DescribeGroupsResponse {
     int32_t ThrottleTimeMs;
@@ -636,18 +639,19 @@ void sl_DescribeGroupsResponse_DescribedGroupMember_init(sl_DescribeGroupsRespon
 int sl_DescribeGroupsResponse_decode(sl_DescribeGroupsResponse *msg, sl_kreader *r, int16_t version, sl_arena *arena);
 int sl_DescribeGroupsResponse_encode(const sl_DescribeGroupsResponse *msg, sl_kwriter *w, int16_t version);
 
-/* ListGroupsRequest: api key 16, versions 0-2 */
+/* ListGroupsRequest: api key 16, versions 0-4 */
 struct sl_ListGroupsRequest {
-    char unused_; /* no fields at the served versions */
+    struct { sl_kstr *items; int32_t count; } StatesFilter;
 };
 void sl_ListGroupsRequest_init(sl_ListGroupsRequest *m);
 int sl_ListGroupsRequest_decode(sl_ListGroupsRequest *msg, sl_kreader *r, int16_t version, sl_arena *arena);
 int sl_ListGroupsRequest_encode(const sl_ListGroupsRequest *msg, sl_kwriter *w, int16_t version);
 
-/* ListGroupsResponse: api key 16, versions 0-2 */
+/* ListGroupsResponse: api key 16, versions 0-4 */
 struct sl_ListGroupsResponse_ListedGroup {
     sl_kstr GroupId;
     sl_kstr ProtocolType;
+    sl_kstr GroupState;
 };
 struct sl_ListGroupsResponse {
     int32_t ThrottleTimeMs;

@@ -1170,11 +1170,14 @@ static void sample_DescribeGroupsRequest(sl_DescribeGroupsRequest *m, int16_t ve
     for (int32_t i = 0; i < m->Groups.count; i++) {
         m->Groups.items[i] = sample_str(arena, rng, false);
     }
+    if (version >= 3) {
+        m->IncludeAuthorizedOperations = (sample_next(rng) & 1) != 0;
+    }
 }
 
 void sl_DescribeGroupsRequest_sample(sl_DescribeGroupsRequest *msg, int16_t version, sl_arena *arena, uint64_t *rng)
 {
-    SL_ASSERT(version >= 0 && version <= 2);
+    SL_ASSERT(version >= 0 && version <= 4);
     sample_DescribeGroupsRequest(msg, version, arena, rng);
 }
 
@@ -1210,6 +1213,9 @@ static void sample_DescribeGroupsResponse_DescribedGroup(sl_DescribeGroupsRespon
     for (int32_t i = 0; i < m->Members.count; i++) {
         sample_DescribeGroupsResponse_DescribedGroupMember(&m->Members.items[i], version, arena, rng);
     }
+    if (version >= 3) {
+        m->AuthorizedOperations = (int32_t)sample_next(rng);
+    }
 }
 
 static void sample_DescribeGroupsResponse_DescribedGroupMember(sl_DescribeGroupsResponse_DescribedGroupMember *m, int16_t version, sl_arena *arena, uint64_t *rng)
@@ -1219,6 +1225,9 @@ static void sample_DescribeGroupsResponse_DescribedGroupMember(sl_DescribeGroups
     (void)arena;
     (void)rng;
     m->MemberId = sample_str(arena, rng, false);
+    if (version == 4) {
+        m->GroupInstanceId = sample_str(arena, rng, true);
+    }
     m->ClientId = sample_str(arena, rng, false);
     m->ClientHost = sample_str(arena, rng, false);
     m->MemberMetadata = sample_bytes(arena, rng, false);
@@ -1227,7 +1236,7 @@ static void sample_DescribeGroupsResponse_DescribedGroupMember(sl_DescribeGroups
 
 void sl_DescribeGroupsResponse_sample(sl_DescribeGroupsResponse *msg, int16_t version, sl_arena *arena, uint64_t *rng)
 {
-    SL_ASSERT(version >= 0 && version <= 2);
+    SL_ASSERT(version >= 0 && version <= 4);
     sample_DescribeGroupsResponse(msg, version, arena, rng);
 }
 
@@ -1237,11 +1246,18 @@ static void sample_ListGroupsRequest(sl_ListGroupsRequest *m, int16_t version, s
     (void)version;
     (void)arena;
     (void)rng;
+    if (version == 4) {
+        m->StatesFilter.count = sample_count(rng, false);
+        m->StatesFilter.items = sample_alloc(arena, (size_t)SL_MAX(m->StatesFilter.count, 0) * sizeof *m->StatesFilter.items);
+        for (int32_t i = 0; i < m->StatesFilter.count; i++) {
+            m->StatesFilter.items[i] = sample_str(arena, rng, false);
+        }
+    }
 }
 
 void sl_ListGroupsRequest_sample(sl_ListGroupsRequest *msg, int16_t version, sl_arena *arena, uint64_t *rng)
 {
-    SL_ASSERT(version >= 0 && version <= 2);
+    SL_ASSERT(version >= 0 && version <= 4);
     sample_ListGroupsRequest(msg, version, arena, rng);
 }
 
@@ -1270,11 +1286,14 @@ static void sample_ListGroupsResponse_ListedGroup(sl_ListGroupsResponse_ListedGr
     (void)rng;
     m->GroupId = sample_str(arena, rng, false);
     m->ProtocolType = sample_str(arena, rng, false);
+    if (version == 4) {
+        m->GroupState = sample_str(arena, rng, false);
+    }
 }
 
 void sl_ListGroupsResponse_sample(sl_ListGroupsResponse *msg, int16_t version, sl_arena *arena, uint64_t *rng)
 {
-    SL_ASSERT(version >= 0 && version <= 2);
+    SL_ASSERT(version >= 0 && version <= 4);
     sample_ListGroupsResponse(msg, version, arena, rng);
 }
 

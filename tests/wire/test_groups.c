@@ -800,3 +800,61 @@ SL_TEST(offsets_of_groups_empty_too_long_expire)
     SL_CHECK_INT(committed(fd, "fresh", "t", 0, NULL), 15);
     finish(&w, fd);
 }
+
+/* ListGroups v4 with a states filter; returns how many groups came back, the state of `group` in state. */
+static int list_v4(int fd, const char *filter, const char *group, char *state)
+{
+    sl_ListGroupsRequest m;
+    sl_ListGroupsRequest_init(&m);
+    sl_kstr f = ks(filter);
+    m.StatesFilter.items = filter ? &f : NULL;
+    m.StatesFilter.count = filter ? 1 : 0;
+    sl_kreader r;
+    uint8_t *resp = wcall(fd, 16, 4, 41, (wenc_fn)sl_ListGroupsRequest_encode, &m, &r);
+    sl_ListGroupsResponse lr;
+    SL_CHECK_OK(sl_ListGroupsResponse_decode(&lr, &r, 4, &arena));
+    state[0] = 0;
+    for (int i = 0; i < lr.Groups.count; i++)
+        if (lr.Groups.items[i].GroupId.len == (int32_t)strlen(group) &&
+            memcmp(lr.Groups.items[i].GroupId.ptr, group, strlen(group)) == 0)
+            copy_kstr(state, lr.Groups.items[i].GroupState);
+    int n = lr.Groups.count;
+    sl_free(resp);
+    return n;
+}
+
+SL_TEST(list_groups_v4_filters_by_state_and_describe_v4_names_static_members)
+{
+    wbroker w;
+    int fd = start(&w, NULL);
+    joined a = join(fd, "g", "inst-1", 10000);
+    const char *members[] = {a.member}, *assign[] = {"x"};
+    sync_send(fd, 5, "g", a.generation, a.member, "inst-1", members, assign, 1);
+    SL_CHECK_INT(sync_recv(fd, 5, NULL, 5000), 0);
+    SL_CHECK_INT(commit(fd, "idle", -1, "", "t", 0, 1, ""), 0);
+    char state[64];
+    SL_CHECK_INT(list_v4(fd, NULL, "g", state), 2);
+    SL_CHECK_STR(state, "Stable");
+    SL_CHECK_INT(list_v4(fd, "stable", "g", state), 1); /* Kafka compares states without case */
+    SL_CHECK_STR(state, "Stable");
+    SL_CHECK_INT(list_v4(fd, "Empty", "idle", state), 1);
+    SL_CHECK_STR(state, "Empty");
+    SL_CHECK_INT(list_v4(fd, "Dead", "g", state), 0);
+    sl_DescribeGroupsRequest m;
+    sl_DescribeGroupsRequest_init(&m);
+    sl_kstr g = ks("g");
+    m.Groups.items = &g;
+    m.Groups.count = 1;
+    m.IncludeAuthorizedOperations = true;
+    sl_kreader r;
+    uint8_t *resp = wcall(fd, 15, 4, 42, (wenc_fn)sl_DescribeGroupsRequest_encode, &m, &r);
+    sl_DescribeGroupsResponse dr;
+    SL_CHECK_OK(sl_DescribeGroupsResponse_decode(&dr, &r, 4, &arena));
+    SL_CHECK_INT(dr.Groups.items[0].Members.count, 1);
+    char inst[ID_MAX];
+    copy_kstr(inst, dr.Groups.items[0].Members.items[0].GroupInstanceId);
+    SL_CHECK_STR(inst, "inst-1");
+    SL_CHECK_INT(dr.Groups.items[0].AuthorizedOperations, (1 << 3) | (1 << 6) | (1 << 8));
+    sl_free(resp);
+    finish(&w, fd);
+}
