@@ -7,6 +7,9 @@
 #include <fcntl.h>
 #include "test.h"
 #include "common/fileio.h"
+#include <unistd.h>
+#include "common/alloc.h"
+#include "common/error.h"
 
 /* Two rotating buffers, so one call can take two paths. */
 static char *path_in(const char *name)
@@ -183,4 +186,32 @@ SL_TEST(fileio_fault_crash_seeded_overwrite_keeps_old_bytes)
         io->close(io, fd);
         sl_fileio_fault_free(io);
     }
+}
+
+SL_TEST(write_atomic_then_read_all)
+{
+    sl_fileio *io = sl_fileio_system();
+    char *path = sl_asprintf("%s/f", sl_test_tmpdir()), *tmp = sl_asprintf("%s.tmp", path);
+    uint8_t *data;
+    size_t len;
+    SL_CHECK_INT(sl_fileio_read_all(io, path, 100, &data, &len), SL_ENOENT);
+    SL_CHECK_OK(sl_fileio_write_atomic(io, path, tmp, "hello", 5));
+    SL_CHECK_OK(sl_fileio_read_all(io, path, 100, &data, &len));
+    SL_CHECK_INT(len, 5);
+    SL_CHECK_MEM(data, "hello", 5);
+    sl_free(data);
+    SL_CHECK_OK(sl_fileio_write_atomic(io, path, tmp, "bye", 3)); /* replaces it whole */
+    SL_CHECK_OK(sl_fileio_read_all(io, path, 100, &data, &len));
+    SL_CHECK_INT(len, 3);
+    SL_CHECK_MEM(data, "bye", 3);
+    sl_free(data);
+    SL_CHECK_INT(sl_fileio_read_all(io, path, 2, &data, &len), SL_ETOOBIG);
+    SL_CHECK(data == NULL);
+    SL_CHECK(access(tmp, F_OK) != 0); /* the temp file was renamed away */
+    char *bad = sl_asprintf("%s/no/such/dir/f", sl_test_tmpdir()), *badtmp = sl_asprintf("%s.tmp", bad);
+    SL_CHECK_INT(sl_fileio_write_atomic(io, bad, badtmp, "x", 1), SL_EIO);
+    sl_free(bad);
+    sl_free(badtmp);
+    sl_free(path);
+    sl_free(tmp);
 }
