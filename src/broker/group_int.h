@@ -118,6 +118,7 @@ typedef struct sl_coord {
     int64_t snapshot_end;           /* the snapshot's end offset (-1: no snapshot waiting to drop segments) */
     sl_buf scratch;                 /* batch encoding */
     sl_timer tick;                  /* maintenance, every second */
+    int64_t expired_ns;             /* when offsets expiry last ran */
 } sl_coord;
 
 /* ---- group.c ---- */

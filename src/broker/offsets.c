@@ -554,7 +554,13 @@ static void expire_groups(sl_coord *c)
 static void on_coord_tick(sl_loop *loop, sl_timer *timer)
 {
     sl_coord *c = timer->arg;
-    expire_groups(c);
+    /* Expiry walks every group and offset: each minute (a quarter of the retention when that is shorter). */
+    int64_t now = sl_mono_ns(c->broker->cfg.clock);
+    int64_t every_ns = SL_MIN((int64_t)60000, c->broker->cfg.offsets_retention_ms / 4) * 1000000;
+    if (now - c->expired_ns >= every_ns) {
+        c->expired_ns = now;
+        expire_groups(c);
+    }
     sl__offsets_maintain(c);
     sl_timer_start(loop, timer, 1000);
 }
