@@ -125,6 +125,17 @@ static int16_t sync_recv(int fd, int32_t corr, char *assignment, int timeout_ms)
     return sr.ErrorCode;
 }
 
+/* Joins as the group's only member and syncs `assignment` to itself: the group is then Stable. */
+static joined join_alone(int fd, const char *group, const char *instance, int32_t session_ms, const char *assignment)
+{
+    joined a = join(fd, group, instance, session_ms);
+    SL_CHECK_INT(a.err, 0);
+    const char *members[] = {a.member}, *assign[] = {assignment};
+    sync_send(fd, 5, group, a.generation, a.member, instance, members, assign, 1);
+    SL_CHECK_INT(sync_recv(fd, 5, NULL, 5000), 0);
+    return a;
+}
+
 static int16_t heartbeat(int fd, const char *group, int32_t gen, const char *member, const char *instance)
 {
     sl_HeartbeatRequest m;
@@ -411,10 +422,7 @@ SL_TEST(commits_are_checked_against_member_and_generation)
         sl_free(resp);
         SL_CHECK(!listed(fd, "pay"));
     }
-    joined a = join(fd, "g", NULL, 10000);
-    const char *members[] = {a.member}, *assign[] = {"all"};
-    sync_send(fd, 5, "g", a.generation, a.member, NULL, members, assign, 1);
-    SL_CHECK_INT(sync_recv(fd, 5, NULL, 5000), 0);
+    joined a = join_alone(fd, "g", NULL, 10000, "all");
     SL_CHECK_INT(commit(fd, "g", a.generation, a.member, "t", 0, 10, "m10"), 0);
     SL_CHECK_INT(commit(fd, "g", a.generation, "intruder", "t", 0, 99, ""), SL_KERR_UNKNOWN_MEMBER_ID);
     SL_CHECK_INT(commit(fd, "g", a.generation - 1, a.member, "t", 0, 98, ""), SL_KERR_ILLEGAL_GENERATION);
@@ -477,11 +485,7 @@ SL_TEST(static_member_restart_keeps_assignment_without_rebalance)
 {
     wbroker w;
     int fd = start(&w, NULL);
-    joined a = join(fd, "g", "instance-a", 10000);
-    SL_CHECK_INT(a.err, 0); /* static members skip MEMBER_ID_REQUIRED */
-    const char *members[] = {a.member}, *assign[] = {"a's partitions"};
-    sync_send(fd, 5, "g", a.generation, a.member, "instance-a", members, assign, 1);
-    SL_CHECK_INT(sync_recv(fd, 5, NULL, 5000), 0);
+    joined a = join_alone(fd, "g", "instance-a", 10000, "a's partitions"); /* static: no MEMBER_ID_REQUIRED */
     /* the process restarts: a new connection, no member id, the same instance id */
     int fd2 = wconnect(w.port);
     joined a2 = join(fd2, "g", "instance-a", 10000);
@@ -507,10 +511,7 @@ SL_TEST(session_timeout_expires_a_silent_member)
 {
     wbroker w;
     int fd = start(&w, NULL);
-    joined a = join(fd, "g", NULL, 300);
-    const char *members[] = {a.member}, *assign[] = {"x"};
-    sync_send(fd, 5, "g", a.generation, a.member, NULL, members, assign, 1);
-    SL_CHECK_INT(sync_recv(fd, 5, NULL, 5000), 0);
+    joined a = join_alone(fd, "g", NULL, 300, "x");
     char state[64];
     for (int i = 0; i < 4; i++) { /* heartbeats keep it */
         usleep(150 * 1000);
@@ -527,10 +528,7 @@ SL_TEST(rebalance_timeout_removes_members_that_do_not_rejoin)
 {
     wbroker w;
     int fd = start(&w, NULL);
-    joined a = join(fd, "g", NULL, 400);
-    const char *members[] = {a.member}, *assign[] = {"x"};
-    sync_send(fd, 5, "g", a.generation, a.member, NULL, members, assign, 1);
-    SL_CHECK_INT(sync_recv(fd, 5, NULL, 5000), 0);
+    joined a = join_alone(fd, "g", NULL, 400, "x");
     /* b joins and waits; a never rejoins: after the rebalance timeout b is alone in generation 2 */
     int fd2 = wconnect(w.port);
     join_send(fd2, 3, 1, "g", "", NULL, 10000, "sub");
@@ -579,10 +577,7 @@ SL_TEST(offsets_and_members_survive_a_restart)
 {
     wbroker w;
     int fd = start(&w, NULL);
-    joined a = join(fd, "g", NULL, 30000);
-    const char *members[] = {a.member}, *assign[] = {"mine"};
-    sync_send(fd, 5, "g", a.generation, a.member, NULL, members, assign, 1);
-    SL_CHECK_INT(sync_recv(fd, 5, NULL, 5000), 0);
+    joined a = join_alone(fd, "g", NULL, 30000, "mine");
     for (int i = 1; i <= 50; i++) SL_CHECK_INT(commit(fd, "g", a.generation, a.member, "t", 0, i, "m"), 0);
     SL_CHECK_INT(commit(fd, "other", -1, "", "t", 0, 5, "o"), 0);
     close(fd);
@@ -778,10 +773,7 @@ SL_TEST(offsets_of_groups_empty_too_long_expire)
     int fd = wconnect(w.port);
     make_topic(fd, "t");
     SL_CHECK_INT(commit(fd, "old", -1, "", "t", 0, 5, ""), 0);
-    joined a = join(fd, "live", NULL, 30000); /* a member keeps its group's offsets however old */
-    const char *members[] = {a.member}, *assign[] = {"x"};
-    sync_send(fd, 5, "live", a.generation, a.member, NULL, members, assign, 1);
-    SL_CHECK_INT(sync_recv(fd, 5, NULL, 5000), 0);
+    joined a = join_alone(fd, "live", NULL, 30000, "x"); /* a member keeps its group's offsets however old */
     SL_CHECK_INT(commit(fd, "live", a.generation, a.member, "t", 0, 6, ""), 0);
     for (int i = 0; i < 6; i++) { /* "fresh" commits again and again: never expires */
         SL_CHECK_INT(commit(fd, "fresh", -1, "", "t", 0, 10 + i, ""), 0);
@@ -827,10 +819,7 @@ SL_TEST(list_groups_v4_filters_by_state_and_describe_v4_names_static_members)
 {
     wbroker w;
     int fd = start(&w, NULL);
-    joined a = join(fd, "g", "inst-1", 10000);
-    const char *members[] = {a.member}, *assign[] = {"x"};
-    sync_send(fd, 5, "g", a.generation, a.member, "inst-1", members, assign, 1);
-    SL_CHECK_INT(sync_recv(fd, 5, NULL, 5000), 0);
+    join_alone(fd, "g", "inst-1", 10000, "x");
     SL_CHECK_INT(commit(fd, "idle", -1, "", "t", 0, 1, ""), 0);
     char state[64];
     SL_CHECK_INT(list_v4(fd, NULL, "g", state), 2);
