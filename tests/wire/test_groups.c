@@ -268,20 +268,6 @@ static bool listed(int fd, const char *group)
     return found;
 }
 
-/* Creates `topic` with one partition through Metadata auto-creation. */
-static void make_topic(int fd, const char *topic)
-{
-    sl_MetadataRequest m;
-    sl_MetadataRequest_init(&m);
-    sl_MetadataRequest_MetadataRequestTopic t = {.Name = ks(topic)};
-    m.Topics.items = &t;
-    m.Topics.count = 1;
-    m.AllowAutoTopicCreation = true;
-    sl_kreader r;
-    uint8_t *resp = wcall(fd, 3, 6, 37, (wenc_fn)sl_MetadataRequest_encode, &m, &r);
-    sl_free(resp);
-}
-
 static int start(wbroker *w, const char *subdir)
 {
     sl_arena_init(&arena, 64 << 20);
@@ -290,7 +276,7 @@ static int start(wbroker *w, const char *subdir)
     w->cfg.group_min_session_timeout_ms = 100;
     wbroker_start(w);
     int fd = wconnect(w->port);
-    make_topic(fd, "t");
+    wtopic(fd, "t");
     return fd;
 }
 
@@ -599,24 +585,6 @@ SL_TEST(offsets_and_members_survive_a_restart)
     finish(&w, fd);
 }
 
-static int64_t offsets_log_start(int fd)
-{
-    sl_ListOffsetsRequest m;
-    sl_ListOffsetsRequest_init(&m);
-    sl_ListOffsetsRequest_ListOffsetsPartition p = {.PartitionIndex = 0, .Timestamp = -2, .MaxNumOffsets = 1};
-    sl_ListOffsetsRequest_ListOffsetsTopic t = {ks("__consumer_offsets"), {&p, 1}};
-    m.ReplicaId = -1;
-    m.Topics.items = &t;
-    m.Topics.count = 1;
-    sl_kreader r;
-    uint8_t *resp = wcall(fd, 2, 3, 38, (wenc_fn)sl_ListOffsetsRequest_encode, &m, &r);
-    sl_ListOffsetsResponse lr;
-    SL_CHECK_OK(sl_ListOffsetsResponse_decode(&lr, &r, 3, &arena));
-    int64_t off = lr.Topics.items[0].Partitions.items[0].Offset;
-    sl_free(resp);
-    return off;
-}
-
 SL_TEST(compaction_keeps_the_latest_offsets_and_drops_old_segments)
 {
     wbroker w;
@@ -626,7 +594,7 @@ SL_TEST(compaction_keeps_the_latest_offsets_and_drops_old_segments)
     w.cfg.offsets_compact_bytes = 32 << 10;
     wbroker_start(&w);
     int fd = wconnect(w.port);
-    make_topic(fd, "t");
+    wtopic(fd, "t");
     char group[32];
     for (int round = 0; round < 40; round++) {
         for (int g = 0; g < 10; g++) {
@@ -639,7 +607,7 @@ SL_TEST(compaction_keeps_the_latest_offsets_and_drops_old_segments)
     int64_t start = 0;
     for (int i = 0; i < 40 && start == 0; i++) {
         usleep(100 * 1000);
-        start = offsets_log_start(fd);
+        start = wlist_offset(fd, "__consumer_offsets", 0, -2, &arena);
     }
     SL_CHECK(start > 0);
     close(fd);
@@ -771,7 +739,7 @@ SL_TEST(offsets_of_groups_empty_too_long_expire)
     w.cfg.group_initial_rebalance_delay_ms = 0;
     wbroker_start(&w);
     int fd = wconnect(w.port);
-    make_topic(fd, "t");
+    wtopic(fd, "t");
     SL_CHECK_INT(commit(fd, "old", -1, "", "t", 0, 5, ""), 0);
     joined a = join_alone(fd, "live", NULL, 30000, "x"); /* a member keeps its group's offsets however old */
     SL_CHECK_INT(commit(fd, "live", a.generation, a.member, "t", 0, 6, ""), 0);

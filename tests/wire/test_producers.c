@@ -66,37 +66,12 @@ static int16_t produce(int fd, const char *topic, uint8_t *records, size_t len, 
     return err;
 }
 
-static int64_t log_end(int fd, const char *topic)
-{
-    sl_ListOffsetsRequest m;
-    sl_ListOffsetsRequest_init(&m);
-    sl_ListOffsetsRequest_ListOffsetsPartition p = {.PartitionIndex = 0, .Timestamp = -1, .MaxNumOffsets = 1};
-    sl_ListOffsetsRequest_ListOffsetsTopic t = {{topic, (int32_t)strlen(topic)}, {&p, 1}};
-    m.ReplicaId = -1;
-    m.Topics.items = &t;
-    m.Topics.count = 1;
-    sl_kreader r;
-    uint8_t *resp = wcall(fd, 2, 3, 52, (wenc_fn)sl_ListOffsetsRequest_encode, &m, &r);
-    sl_ListOffsetsResponse lr;
-    SL_CHECK_OK(sl_ListOffsetsResponse_decode(&lr, &r, 3, &arena));
-    int64_t off = lr.Topics.items[0].Partitions.items[0].Offset;
-    sl_free(resp);
-    return off;
-}
-
 static int start(wbroker *w)
 {
     sl_arena_init(&arena, 64 << 20);
     wbroker_start(w);
     int fd = wconnect(w->port);
-    sl_MetadataRequest m;
-    sl_MetadataRequest_init(&m);
-    sl_MetadataRequest_MetadataRequestTopic t = {.Name = {"t", 1}};
-    m.Topics.items = &t;
-    m.Topics.count = 1;
-    m.AllowAutoTopicCreation = true;
-    sl_kreader r;
-    sl_free(wcall(fd, 3, 6, 53, (wenc_fn)sl_MetadataRequest_encode, &m, &r));
+    wtopic(fd, "t");
     return fd;
 }
 
@@ -126,7 +101,7 @@ SL_TEST(sequences_are_checked_and_retries_not_appended_twice)
     SL_CHECK_INT(base, 0);
     SL_CHECK_INT(produce(fd, "t", first, n, &base), 0); /* the retry: the same answer, nothing appended */
     SL_CHECK_INT(base, 0);
-    SL_CHECK_INT(log_end(fd, "t"), 3);
+    SL_CHECK_INT(wlist_offset(fd, "t", 0, -1, &arena), 3);
     n = idem_batch(b, sizeof b, pid, 0, 3, 2);
     SL_CHECK_INT(produce(fd, "t", b, n, &base), 0);
     SL_CHECK_INT(base, 3);
@@ -146,13 +121,13 @@ SL_TEST(sequences_are_checked_and_retries_not_appended_twice)
     SL_CHECK_INT(base, 5);
     n = idem_batch(b, sizeof b, pid, 0, 5, 1); /* the old epoch is fenced */
     SL_CHECK_INT(produce(fd, "t", b, n, &base), SL_KERR_INVALID_PRODUCER_EPOCH);
-    SL_CHECK_INT(log_end(fd, "t"), 6);
+    SL_CHECK_INT(wlist_offset(fd, "t", 0, -1, &arena), 6);
     /* two batches in one partition's blob: Kafka allows one for an idempotent producer */
     uint8_t two[8192];
     size_t l1 = idem_batch(two, sizeof two, pid, 1, 1, 1);
     size_t l2 = idem_batch(two + l1, sizeof two - l1, pid, 1, 2, 1);
     SL_CHECK_INT(produce(fd, "t", two, l1 + l2, &base), SL_KERR_INVALID_RECORD);
-    SL_CHECK_INT(log_end(fd, "t"), 6);
+    SL_CHECK_INT(wlist_offset(fd, "t", 0, -1, &arena), 6);
     stop(&w, fd);
 }
 
@@ -194,7 +169,7 @@ SL_TEST(producer_state_survives_restart_and_crash)
     fd = wconnect(w.port);
     SL_CHECK_INT(produce(fd, "t", last, n, &base), 0); /* the retry after a restart: not appended */
     SL_CHECK_INT(base, 36);
-    SL_CHECK_INT(log_end(fd, "t"), 40);
+    SL_CHECK_INT(wlist_offset(fd, "t", 0, -1, &arena), 40);
     int64_t pid2;
     init_pid(fd, 3, &pid2, &epoch);
     SL_CHECK(pid2 > pid); /* ids are never handed out twice */
@@ -296,7 +271,7 @@ SL_TEST(a_segment_roll_writes_a_snapshot_a_restart_can_use)
     fd = wconnect(w.port);
     SL_CHECK_INT(produce(fd, "r", last, n, &base), 0);
     SL_CHECK_INT(base, 3992);
-    SL_CHECK_INT(log_end(fd, "r"), 4000);
+    SL_CHECK_INT(wlist_offset(fd, "r", 0, -1, &arena), 4000);
     sl_free(file);
     sl_free(prev);
     sl_free(saved);

@@ -206,4 +206,37 @@ static SL_UNUSED size_t wbatch(uint8_t *out, size_t cap, int n, int64_t ts)
     return len;
 }
 
+/* Creates `topic` (default partitions) through Metadata v6 auto-creation. */
+static SL_UNUSED void wtopic(int fd, const char *topic)
+{
+    sl_MetadataRequest m;
+    sl_MetadataRequest_init(&m);
+    sl_MetadataRequest_MetadataRequestTopic t = {.Name = {topic, (int32_t)strlen(topic)}};
+    m.Topics.items = &t;
+    m.Topics.count = 1;
+    m.AllowAutoTopicCreation = true;
+    sl_kreader r;
+    sl_free(wcall(fd, 3, 6, 90, (wenc_fn)sl_MetadataRequest_encode, &m, &r));
+}
+
+/* ListOffsets v3 of topic/partition at ts (-1 latest, -2 earliest); decodes with `arena`. */
+static SL_UNUSED int64_t wlist_offset(int fd, const char *topic, int32_t partition, int64_t ts, sl_arena *arena)
+{
+    sl_ListOffsetsRequest m;
+    sl_ListOffsetsRequest_init(&m);
+    sl_ListOffsetsRequest_ListOffsetsPartition p = {.PartitionIndex = partition, .Timestamp = ts, .MaxNumOffsets = 1};
+    sl_ListOffsetsRequest_ListOffsetsTopic t = {{topic, (int32_t)strlen(topic)}, {&p, 1}};
+    m.ReplicaId = -1;
+    m.Topics.items = &t;
+    m.Topics.count = 1;
+    sl_kreader r;
+    uint8_t *resp = wcall(fd, 2, 3, 91, (wenc_fn)sl_ListOffsetsRequest_encode, &m, &r);
+    sl_ListOffsetsResponse lr;
+    SL_CHECK_OK(sl_ListOffsetsResponse_decode(&lr, &r, 3, arena));
+    SL_CHECK_INT(lr.Topics.items[0].Partitions.items[0].ErrorCode, 0);
+    int64_t off = lr.Topics.items[0].Partitions.items[0].Offset;
+    sl_free(resp);
+    return off;
+}
+
 #endif
