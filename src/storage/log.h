@@ -108,8 +108,12 @@ typedef struct sl_log_slice {
     int64_t file_off;
     int64_t len;
     void *ref;
+    int64_t end_offset; /* the offset after its last batch (== offset when empty) */
 } sl_log_slice;
 int sl_log_read(sl_log *log, int64_t offset, int64_t max_bytes, sl_log_slice *out);
+/* The same, stopping before `until` (<= HW, and the base offset of a batch, or HW): a read_committed
+ * fetch stops at the last stable offset. len 0 when offset >= until. */
+int sl_log_read_until(sl_log *log, int64_t offset, int64_t max_bytes, int64_t until, sl_log_slice *out);
 void sl_log_slice_release(void *ref);
 
 /* Calls fn on every whole batch from the one containing `from` (or the log start) up to HW, in order,

@@ -25,12 +25,12 @@
 #define READ_AHEAD          8192
 #define TIME_SCAN_BATCH_MAX ((int64_t)64 << 20) /* larger batches answer with their base offset */
 
-/* Where reads in seg must stop: HW if it falls inside seg, else its end. */
-static int64_t seg_limit(const sl_log *log, const sl__segment *seg)
+/* Where reads in seg must stop: `limit` (HW, or a point below it) if it falls inside seg, else its end. */
+static int64_t seg_limit(const sl_log *log, const sl__segment *seg, sl__logpos limit)
 {
-    if (log->hw.offset >= seg->next_offset) return seg->size;
+    if (limit.offset >= seg->next_offset) return seg->size;
     int64_t pos;
-    const sl__segment *h = sl__log_locate(log, log->hw, &pos);
+    const sl__segment *h = sl__log_locate(log, limit, &pos);
     SL_ASSERT(h == seg);
     return pos;
 }
@@ -88,7 +88,8 @@ static int walk_to(const sl_log *log, sl__reader *r, int64_t offset, int64_t *po
     }
 }
 
-static int find_start(sl_log *log, int64_t offset, sl__segment **segp, int64_t *pos)
+/* The batch holding `offset`: its segment, position and base offset. */
+static int find_start(sl_log *log, int64_t offset, sl__segment **segp, int64_t *pos, int64_t *base)
 {
     int i = sl__log_find(log, offset);
     SL_ASSERT(i >= 0 && offset < log->segs[i]->next_offset);
@@ -100,21 +101,23 @@ static int find_start(sl_log *log, int64_t offset, sl__segment **segp, int64_t *
     int64_t off = seg->base_offset + (e >= 0 ? seg->idx.e[e].rel_offset : 0);
     uint8_t buf[READ_AHEAD];
     sl__reader r;
-    sl__reader_init(&r, seg, seg_limit(log, seg), buf, sizeof buf);
+    sl__reader_init(&r, seg, seg_limit(log, seg, log->hw), buf, sizeof buf);
     rc = walk_to(log, &r, offset, &p, &off);
     *segp = seg;
     *pos = p;
+    *base = off;
     return rc;
 }
 
 /* The end of the slice starting at the batch at pos (see the file comment). */
-static int find_end(sl_log *log, sl__segment *seg, int64_t pos, int64_t max_bytes, int64_t *end, int64_t *end_off)
+static int find_end(sl_log *log, sl__segment *seg, int64_t pos, int64_t max_bytes, sl__logpos until, int64_t *end,
+                    int64_t *end_off)
 {
-    int64_t limit = seg_limit(log, seg);
+    int64_t limit = seg_limit(log, seg, until);
     SL_ASSERT(pos >= 0 && pos < limit);
     if (limit - pos <= max_bytes) {
         *end = limit;
-        *end_off = limit == seg->size ? seg->next_offset : log->hw.offset;
+        *end_off = limit == seg->size ? seg->next_offset : until.offset;
         return 0;
     }
     uint8_t buf[READ_AHEAD];
@@ -146,26 +149,49 @@ static int find_end(sl_log *log, sl__segment *seg, int64_t pos, int64_t max_byte
     return 0;
 }
 
-int sl_log_read(sl_log *log, int64_t offset, int64_t max_bytes, sl_log_slice *out)
+/* The point of `until` (a batch boundary below HW): where a read_committed read stops. */
+static int locate_until(sl_log *log, int64_t until, sl__logpos *at)
 {
-    SL_ASSERT(log && out);
-    *out = (sl_log_slice){-1, 0, 0, NULL};
-    if (offset < sl_log_start_offset(log) || offset > log->hw.offset) return SL_ERANGE;
-    if (offset == log->hw.offset) return 0;
+    if (until >= log->hw.offset) {
+        *at = log->hw;
+        return 0;
+    }
     sl__segment *seg;
-    int64_t pos, end, end_off;
-    int rc = 0, slot = hint_find(log, offset);
+    int64_t pos, base;
+    int rc = find_start(log, until, &seg, &pos, &base);
+    if (rc) return rc;
+    SL_ASSERT(base == until); /* a caller's bug: a stop inside a batch */
+    *at = (sl__logpos){until, seg->base_offset, pos};
+    return 0;
+}
+
+int sl_log_read_until(sl_log *log, int64_t offset, int64_t max_bytes, int64_t until, sl_log_slice *out)
+{
+    SL_ASSERT(log && out && until <= log->hw.offset);
+    *out = (sl_log_slice){-1, 0, 0, NULL, offset};
+    if (offset < sl_log_start_offset(log) || offset > log->hw.offset) return SL_ERANGE;
+    if (offset >= until) return 0;
+    sl__segment *seg;
+    sl__logpos limit;
+    int64_t pos, end, end_off, base;
+    int rc = locate_until(log, until, &limit), slot = hint_find(log, offset);
+    if (rc) return rc;
     if (slot >= 0)
         hint_start(log, slot, &seg, &pos);
     else
-        rc = find_start(log, offset, &seg, &pos);
-    if (rc == 0) rc = find_end(log, seg, pos, max_bytes, &end, &end_off);
+        rc = find_start(log, offset, &seg, &pos, &base);
+    if (rc == 0) rc = find_end(log, seg, pos, max_bytes, limit, &end, &end_off);
     if (rc) return rc;
     SL_ASSERT(end > pos && end <= seg->size && end_off > offset);
     hint_put(log, slot, seg, end_off, end);
     sl__segment_ref(seg);
-    *out = (sl_log_slice){seg->fd, pos, end - pos, seg};
+    *out = (sl_log_slice){seg->fd, pos, end - pos, seg, end_off};
     return 0;
+}
+
+int sl_log_read(sl_log *log, int64_t offset, int64_t max_bytes, sl_log_slice *out)
+{
+    return sl_log_read_until(log, offset, max_bytes, log->hw.offset, out);
 }
 
 void sl_log_slice_release(void *ref)
@@ -228,7 +254,7 @@ static int time_in_segment(sl_log *log, sl__segment *seg, int64_t ts, int64_t *o
     SL_ASSERT(e < 0 || seg->idx.e[e].ts_before < ts);
     int64_t p = e >= 0 ? seg->idx.e[e].position : 0;
     int64_t off = seg->base_offset + (e >= 0 ? seg->idx.e[e].rel_offset : 0);
-    int64_t limit = seg_limit(log, seg);
+    int64_t limit = seg_limit(log, seg, log->hw);
     uint8_t buf[READ_AHEAD];
     sl__reader r;
     sl__reader_init(&r, seg, limit, buf, sizeof buf);

@@ -151,6 +151,54 @@ SL_TEST(read_stops_at_hw_inside_segment)
     sl_log_close(log);
 }
 
+/* sl_log_read_until: a read_committed fetch stops at the last stable offset, a batch start below HW, in the
+ * same segment or a later one; end_offset says where the slice ends. */
+SL_TEST(read_until_stops_at_a_batch_boundary)
+{
+    sl_log_config cfg = tu_config();
+    cfg.segment_bytes = 700;
+    cfg.index_interval_bytes = 0;
+    sl_log *log = open_log(&cfg);
+    int64_t sz[12];
+    fill(log, 12, 2, 100, sz); /* batches at 0, 2, ..., 22; about 3 per segment */
+    SL_CHECK(sl_log_segment_count(log) >= 3);
+    sl_log_slice s;
+    SL_CHECK_OK(sl_log_read_until(log, 0, 1 << 20, 4, &s));
+    SL_CHECK_INT(s.len, sz[0] + sz[1]);
+    SL_CHECK_INT(s.end_offset, 4);
+    sl_log_slice_release(s.ref);
+    SL_CHECK_OK(sl_log_read_until(log, 3, 1 << 20, 4, &s)); /* from inside the batch before the stop */
+    SL_CHECK_INT(s.len, sz[1]);
+    SL_CHECK_INT(s.file_off, sz[0]);
+    sl_log_slice_release(s.ref);
+    SL_CHECK_OK(sl_log_read_until(log, 4, 1 << 20, 4, &s)); /* at the stop: nothing, not an error */
+    SL_CHECK_INT(s.len, 0);
+    SL_CHECK_INT(s.end_offset, 4);
+    SL_CHECK_OK(sl_log_read_until(log, 6, 1 << 20, 4, &s)); /* past it (below HW): nothing */
+    SL_CHECK_INT(s.len, 0);
+    /* A stop in a later segment: the read ends with its own segment, as sl_log_read does. */
+    SL_CHECK_OK(sl_log_read_until(log, 0, 1 << 20, 20, &s));
+    sl_log_slice r;
+    SL_CHECK_OK(sl_log_read(log, 0, 1 << 20, &r));
+    SL_CHECK_INT(s.len, r.len);
+    SL_CHECK_INT(s.end_offset, r.end_offset);
+    SL_CHECK(s.end_offset < 20);
+    sl_log_slice_release(s.ref);
+    sl_log_slice_release(r.ref);
+    /* Every start below a stop in the last segment ends exactly at the stop, or at its segment's end. */
+    for (int64_t off = 0; off < 22; off++) {
+        SL_CHECK_OK(sl_log_read_until(log, off, 1 << 20, 22, &s));
+        SL_CHECK(s.len > 0 && s.end_offset > off && s.end_offset <= 22);
+        sl_log_slice_release(s.ref);
+    }
+    SL_CHECK_OK(sl_log_read_until(log, 20, 1 << 20, 22, &s));
+    SL_CHECK_INT(s.len, sz[10]);
+    SL_CHECK_INT(s.end_offset, 22);
+    sl_log_slice_release(s.ref);
+    SL_CHECK_INT(sl_log_read_until(log, 25, 1 << 20, 22, &s), SL_ERANGE); /* past HW: still a range error */
+    sl_log_close(log);
+}
+
 SL_TEST(read_many_sealed_segments_evicts_indexes)
 {
     sl_log_config cfg = tu_config();
