@@ -289,6 +289,69 @@ int sl__producers_expire(struct sl_broker *broker, sl_partition *p);
 /* The log was rewound (a failed sync): the state follows it. */
 void sl__producers_rebuild(struct sl_broker *broker, sl_partition *p);
 
+/* ---- transactions on a partition (producers.c) ---- */
+#define SL_MARKER_ABORT 0  /* ControlRecordType */
+#define SL_MARKER_COMMIT 1
+typedef struct sl_aborted_txn {
+    int64_t pid, first, last; /* last: the ABORT marker's offset */
+} sl_aborted_txn;
+/* The last stable offset: the first offset of the oldest transaction not both ended and below HW, else HW. */
+int64_t sl__partition_lso(sl_partition *p);
+/* The aborted transactions overlapping [from, to) (marker >= from, first < to): up to max go to out;
+   returns how many there are. */
+int sl__partition_aborted(sl_partition *p, int64_t from, int64_t to, sl_aborted_txn *out, int max);
+/* Whether pid has an open transaction here (data written, no marker yet). */
+bool sl__partition_txn_open(sl_partition *p, int64_t pid);
+/* Appends a COMMIT/ABORT control batch for pid (Kafka's 6-byte marker value): 0 with *offset, else a Kafka
+   error. The caller waits for it to be durable. */
+int16_t sl__partition_write_marker(struct sl_broker *broker, sl_partition *p, int64_t pid, int16_t epoch,
+                                   bool commit, int64_t *offset);
+/* SL_MARKER_COMMIT/SL_MARKER_ABORT for a whole control batch, else -1. */
+int sl__marker_type(const uint8_t *batch, size_t len);
+
+/* ---- internal topics (internal.c) ---- */
+#define SL_OFFSETS_TOPIC "__consumer_offsets"
+#define SL_TXN_TOPIC "__transaction_state"
+/* Where one record's key and value sit in an encoding buffer (val_len -1: a tombstone). */
+typedef struct sl_irec {
+    size_t key_at, key_len, val_at;
+    int32_t val_len;
+} sl_irec;
+/* One internal topic's single partition, with its compaction bookkeeping. */
+typedef struct sl_ilog {
+    struct sl_broker *broker;
+    const char *name;
+    sl_partition *p;
+    sl_buf scratch;                 /* batch encoding */
+    int64_t bytes_since_snapshot;   /* appended since the last snapshot */
+    int64_t snapshot_bytes;         /* size of the last snapshot */
+    int64_t snapshot_drop_before;   /* segments wholly below this go once the snapshot is durable */
+    int64_t snapshot_end;           /* the snapshot's end offset (-1: no snapshot waiting to drop segments) */
+} sl_ilog;
+bool sl__topic_internal(const sl_topic *topic);
+/* Opens (creating the topic at first start) the internal topic `name`. */
+int sl__ilog_open(struct sl_broker *broker, const char *name, sl_ilog *l);
+void sl__ilog_close(sl_ilog *l);
+/* Appends one batch (header h: producer fields and attributes, NULL = a plain batch). With flush `always`
+   and w != NULL, w is linked to complete when the batch is durable and *waiting is set; otherwise it is as
+   durable as it gets now. *base (may be NULL) = its offset. 0 or a Kafka error code (nothing appended). */
+int16_t sl__ilog_append(sl_ilog *l, const sl_batch_header *h, const sl_buf *kv, const sl_irec *recs, int n,
+                        sl_produce_wait *w, bool *waiting, int64_t *base);
+/* The same for a request: done(req, arg, error) runs when the records are durable (now, or later with
+   the request parked and its connection kept until then). Returns the append's own error: 0 = in the log. */
+typedef void (*sl_ilog_done_fn)(sl_request *req, void *arg, int16_t error_code);
+int16_t sl__ilog_append_for(sl_ilog *l, sl_request *req, const sl_batch_header *h, const sl_buf *kv,
+                            const sl_irec *recs, int n, sl_ilog_done_fn done, void *arg);
+/* Appends a transaction marker, waiting like sl__ilog_append. */
+int16_t sl__ilog_marker(sl_ilog *l, int64_t pid, int16_t epoch, bool commit, sl_produce_wait *w, bool *waiting);
+/* The offset below which appends are durable (flush `os`: the high watermark). */
+int64_t sl__ilog_durable_end(const sl_ilog *l);
+/* Writes every live record again (sl__ilog_append); adds the bytes and items written. */
+typedef int16_t (*sl_ilog_snapshot_fn)(void *arg, int64_t *bytes, int64_t *count);
+/* Compaction, when due (each second): drops segments below the last durable snapshot (and below keep_from),
+   or writes a new snapshot. */
+void sl__ilog_maintain(sl_ilog *l, int64_t keep_from, sl_ilog_snapshot_fn snapshot, void *arg);
+
 /* ---- the group coordinator (group.c, offsets.c) ---- */
 /* Opens __consumer_offsets and rebuilds groups and committed offsets from it. */
 int sl__coord_open(struct sl_broker *broker);
@@ -299,7 +362,6 @@ void sl__group_release(sl_request *req);
 void sl__groups_cancel_all(struct sl_broker *broker);
 /* A topic is being deleted: its committed offsets go too. */
 void sl__groups_topic_deleted(struct sl_broker *broker, const char *topic);
-bool sl__topic_internal(const sl_topic *topic);
 
 /* The served API table (dispatch.c): only these are advertised. */
 typedef struct sl_api_entry {

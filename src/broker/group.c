@@ -792,7 +792,7 @@ static void store_assignment(sl_coord *c, sl_group *g)
     sw->w.complete = store_done;
     sl_buf kv;
     sl_buf_init(&kv, SIZE_MAX);
-    sl_orec rec;
+    sl_irec rec;
     sl__offsets_group_record(&kv, g, false, &rec);
     bool waiting = false;
     g->store_pending++;
@@ -1044,7 +1044,7 @@ void sl__coord_close(sl_broker *broker)
     }
     sl_timer_stop(broker->loop, &c->tick);
     sl_free(c->hash);
-    sl_buf_deinit(&c->scratch);
+    sl__ilog_close(&c->ilog);
     sl_free(c);
     broker->coord = NULL;
 }

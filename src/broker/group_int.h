@@ -27,7 +27,6 @@
 #define SL_GROUP_MEMBERS_MAX 1000       /* members + pending members of one group (group.max.size) */
 #define SL_GROUP_METADATA_MAX 4096      /* offset.metadata.max.bytes */
 #define SL_GROUP_PROTOCOLS_MAX 64       /* protocols one member may offer */
-#define SL_OFFSETS_TOPIC "__consumer_offsets"
 
 typedef enum {
     SL_GROUP_EMPTY,
@@ -111,12 +110,7 @@ typedef struct sl_coord {
     int hash_size;
     int ngroups;
     uint64_t id_seed, id_counter;   /* member ids */
-    sl_partition *log;              /* __consumer_offsets-0 */
-    int64_t bytes_since_snapshot;   /* appended since the last snapshot */
-    int64_t snapshot_bytes;         /* size of the last snapshot */
-    int64_t snapshot_drop_before;   /* segments wholly below this go once the snapshot is durable */
-    int64_t snapshot_end;           /* the snapshot's end offset (-1: no snapshot waiting to drop segments) */
-    sl_buf scratch;                 /* batch encoding */
+    sl_ilog ilog;                   /* __consumer_offsets */
     sl_timer tick;                  /* maintenance, every second */
     int64_t expired_ns;             /* when offsets expiry last ran */
 } sl_coord;
@@ -152,28 +146,22 @@ int16_t sl__group_leave(sl_coord *c, sl_group *g, sl_kstr member_id, sl_kstr ins
 int16_t sl__group_commit_check(sl_group *g, int32_t generation, sl_kstr member_id, sl_kstr instance_id);
 
 /* ---- offsets.c ---- */
-/* Where one record's key and value sit in an encoding buffer (val_len -1: a tombstone). */
-typedef struct sl_orec {
-    size_t key_at, key_len, val_at;
-    int32_t val_len;
-} sl_orec;
-typedef void (*sl_offsets_done_fn)(sl_request *req, void *arg, int16_t error_code);
 
 /* Record encoders (Kafka's formats), appending to kv; value/tombstone NULL/true = a tombstone. */
 void sl__offsets_commit_record(sl_buf *kv, const char *group, const char *topic, size_t topic_len,
-                               int32_t partition, const sl_goffset *value, sl_orec *rec);
-void sl__offsets_group_record(sl_buf *kv, const sl_group *g, bool tombstone, sl_orec *rec);
+                               int32_t partition, const sl_goffset *value, sl_irec *rec);
+void sl__offsets_group_record(sl_buf *kv, const sl_group *g, bool tombstone, sl_irec *rec);
 /* Appends one batch to __consumer_offsets. With flush `always` and w != NULL, w is linked to complete
    when the batch is durable and *waiting is set; otherwise it is as durable as it gets now.
    Returns 0 or a Kafka error code (nothing appended). */
-int16_t sl__offsets_append(sl_coord *c, const sl_buf *kv, const sl_orec *recs, int n, sl_produce_wait *w,
+int16_t sl__offsets_append(sl_coord *c, const sl_buf *kv, const sl_irec *recs, int n, sl_produce_wait *w,
                            bool *waiting);
 /* The same for a request: done(req, arg, error) runs when the records are durable (now, or later with
    the request parked and its connection kept until then). Returns the append's own error: 0 = in the log. */
-int16_t sl__offsets_append_for(sl_coord *c, sl_request *req, const sl_buf *kv, const sl_orec *recs, int n,
-                               sl_offsets_done_fn done, void *arg);
+int16_t sl__offsets_append_for(sl_coord *c, sl_request *req, const sl_buf *kv, const sl_irec *recs, int n,
+                               sl_ilog_done_fn done, void *arg);
 /* Tombstones for every offset of g and for its group record, appended to kv and *recs (grown as needed). */
-void sl__offsets_group_tombstones(sl_buf *kv, sl_orec **recs, int *n, int *cap, const sl_group *g);
+void sl__offsets_group_tombstones(sl_buf *kv, sl_irec **recs, int *n, int *cap, const sl_group *g);
 /* Appends the group's metadata without waiting (a later snapshot or record supersedes it anyway). */
 int16_t sl__offsets_store_group(sl_coord *c, sl_group *g);
 /* Snapshot and drop of old segments, when due (a 1 s tick). */

@@ -201,7 +201,7 @@ int sl__handle_delete_groups(sl_broker *broker, sl_request *req)
     resp->Results.count = n;
     sl_buf kv;
     sl_buf_init(&kv, SIZE_MAX);
-    sl_orec *recs = NULL;
+    sl_irec *recs = NULL;
     int nrec = 0, cap = 0;
     for (int32_t i = 0; i < n; i++) {
         sl_group *g;

@@ -90,7 +90,7 @@ static void commit_done(sl_request *req, void *arg, int16_t err)
 }
 
 /* Encodes one record per accepted partition and counts it pending on its offset entry. */
-static int encode_accepted(commit_state *st, sl_group *g, int16_t version, sl_buf *kv, sl_orec *recs)
+static int encode_accepted(commit_state *st, sl_group *g, int16_t version, sl_buf *kv, sl_irec *recs)
 {
     int n = 0;
     char meta[SL_GROUP_METADATA_MAX + 1];
@@ -151,7 +151,7 @@ int sl__handle_offset_commit(sl_broker *broker, sl_request *req)
     }
     sl_buf kv;
     sl_buf_init(&kv, SIZE_MAX);
-    sl_orec *recs = sl_calloc((size_t)n, sizeof *recs);
+    sl_irec *recs = sl_calloc((size_t)n, sizeof *recs);
     int k = encode_accepted(st, g, version, &kv, recs);
     SL_ASSERT(k == n);
     sl__offsets_append_for(st->coord, req, &kv, recs, k, commit_done, st);

@@ -42,8 +42,6 @@
 
 #define SL_SNAPSHOT_BATCH_BYTES (1 << 20)
 
-bool sl__topic_internal(const sl_topic *topic) { return strcmp(topic->name, SL_OFFSETS_TOPIC) == 0; }
-
 /* ---- committed offsets of a group: a sorted array ---- */
 
 static int cmp_key(const sl_goffset *o, const char *topic, size_t len, int32_t partition)
@@ -118,14 +116,14 @@ void sl__goffset_set(sl_goffset *o, int64_t offset, int32_t leader_epoch, const 
 
 static void put_str(sl_kwriter *w, const char *s) { sl_kwrite_str(w, false, s == NULL, sl__kstr(s)); }
 
-static void rec_begin(sl_kwriter *w, sl_buf *kv, sl_orec *rec)
+static void rec_begin(sl_kwriter *w, sl_buf *kv, sl_irec *rec)
 {
     sl_kwriter_init(w, kv, NULL, 0);
     rec->key_at = kv->len;
 }
 
 void sl__offsets_commit_record(sl_buf *kv, const char *group, const char *topic, size_t topic_len,
-                               int32_t partition, const sl_goffset *value, sl_orec *rec)
+                               int32_t partition, const sl_goffset *value, sl_irec *rec)
 {
     sl_kwriter w;
     rec_begin(&w, kv, rec);
@@ -161,7 +159,7 @@ static void member_value(sl_kwriter *w, const sl_group *g, const sl_member *mb)
                     mb->assignment ? (sl_kbytes){mb->assignment, mb->assignment_len} : SL_KBYTES_EMPTY);
 }
 
-void sl__offsets_group_record(sl_buf *kv, const sl_group *g, bool tombstone, sl_orec *rec)
+void sl__offsets_group_record(sl_buf *kv, const sl_group *g, bool tombstone, sl_irec *rec)
 {
     sl_kwriter w;
     rec_begin(&w, kv, rec);
@@ -183,7 +181,7 @@ void sl__offsets_group_record(sl_buf *kv, const sl_group *g, bool tombstone, sl_
     rec->val_len = (int32_t)(kv->len - rec->val_at);
 }
 
-void sl__offsets_group_tombstones(sl_buf *kv, sl_orec **recs, int *n, int *cap, const sl_group *g)
+void sl__offsets_group_tombstones(sl_buf *kv, sl_irec **recs, int *n, int *cap, const sl_group *g)
 {
     if (*n + g->noffsets + 1 > *cap) {
         *cap = (*n + g->noffsets + 1) * 2;
@@ -197,96 +195,23 @@ void sl__offsets_group_tombstones(sl_buf *kv, sl_orec **recs, int *n, int *cap, 
 
 /* ---- appends ---- */
 
-static bool acks_wait_for_sync(const sl_coord *c) { return c->broker->cfg.flush_mode == SL_FLUSH_ALWAYS; }
-
-int16_t sl__offsets_append(sl_coord *c, const sl_buf *kv, const sl_orec *recs, int n, sl_produce_wait *w,
+int16_t sl__offsets_append(sl_coord *c, const sl_buf *kv, const sl_irec *recs, int n, sl_produce_wait *w,
                            bool *waiting)
 {
-    SL_ASSERT(n > 0);
-    *waiting = false;
-    sl_partition *p = c->log;
-    sl_record_in *ins = sl_calloc((size_t)n, sizeof *ins);
-    size_t cap = SL_BATCH_HEADER_SIZE;
-    int64_t now = sl_wall_ms(c->broker->cfg.clock);
-    for (int i = 0; i < n; i++) {
-        ins[i].timestamp = now;
-        ins[i].key = kv->data + recs[i].key_at;
-        ins[i].key_len = (int32_t)recs[i].key_len;
-        ins[i].value = recs[i].val_len >= 0 ? kv->data + recs[i].val_at : NULL;
-        ins[i].value_len = recs[i].val_len;
-        cap += 40 + recs[i].key_len + (size_t)SL_MAX(recs[i].val_len, 0);
-    }
-    sl_batch_header h = {.ProducerId = -1, .ProducerEpoch = -1, .BaseSequence = -1};
-    sl_buf_reset(&c->scratch);
-    int16_t err = 0;
-    if (sl_buf_reserve(&c->scratch, cap) != 0) err = SL_KERR_MESSAGE_TOO_LARGE;
-    size_t len = err ? 0 : sl_batch_encode(c->scratch.data, cap, &h, ins, n);
-    sl_free(ins);
-    SL_ASSERT(err || len > 0);
-    sl_batches_info info;
-    if (!err && sl_batches_validate(c->scratch.data, len, INT32_MAX, &info) != SL_BATCH_OK) err = SL_KERR_CORRUPT_MESSAGE;
-    int64_t base;
-    if (!err && sl_log_append(p->log, c->scratch.data, len, &info, &base) != 0) {
-        SL_WARN("group", "append to %s failed; answering COORDINATOR_NOT_AVAILABLE", SL_OFFSETS_TOPIC);
-        err = SL_KERR_COORDINATOR_NOT_AVAILABLE;
-    }
-    if (err) return err;
-    c->bytes_since_snapshot += (int64_t)len;
-    sl__flusher_dirty(c->broker->flusher, p);
-    if (acks_wait_for_sync(c) && w) {
-        w->offset_needed = sl_log_end_offset(p->log);
-        sl_link_insert_tail(&p->produce_waits, &w->link);
-        *waiting = true;
-    } else if (!acks_wait_for_sync(c)) {
-        sl__partition_hw_advanced(p);
-    }
-    return 0;
+    return sl__ilog_append(&c->ilog, NULL, kv, recs, n, w, waiting, NULL);
 }
 
-typedef struct req_wait {
-    sl_produce_wait w;
-    sl_offsets_done_fn done;
-    void *arg;
-} req_wait;
-
-static void req_wait_complete(sl_produce_wait *w, int16_t err)
+int16_t sl__offsets_append_for(sl_coord *c, sl_request *req, const sl_buf *kv, const sl_irec *recs, int n,
+                               sl_ilog_done_fn done, void *arg)
 {
-    req_wait *rw = (req_wait *)w;
-    sl_request *req = w->req;
-    rw->done(req, rw->arg, err ? SL_KERR_COORDINATOR_NOT_AVAILABLE : 0);
-    req->conn->nwaiting_durable--;
-    sl__conn_pump_later(req->conn);
-}
-
-int16_t sl__offsets_append_for(sl_coord *c, sl_request *req, const sl_buf *kv, const sl_orec *recs, int n,
-                               sl_offsets_done_fn done, void *arg)
-{
-    req_wait *rw = sl_arena_alloc(&req->arena, sizeof *rw);
-    if (!rw) {
-        done(req, arg, SL_KERR_COORDINATOR_NOT_AVAILABLE);
-        return SL_KERR_COORDINATOR_NOT_AVAILABLE;
-    }
-    rw->w.req = req;
-    rw->w.complete = req_wait_complete;
-    rw->done = done;
-    rw->arg = arg;
-    bool waiting;
-    int16_t err = sl__offsets_append(c, kv, recs, n, &rw->w, &waiting);
-    if (!waiting) {
-        done(req, arg, err);
-        return err;
-    }
-    req->state = SL_REQ_WAITING;
-    req->hstate = NULL;
-    req->conn->nwaiting_durable++;
-    return 0;
+    return sl__ilog_append_for(&c->ilog, req, NULL, kv, recs, n, done, arg);
 }
 
 int16_t sl__offsets_store_group(sl_coord *c, sl_group *g)
 {
     sl_buf kv;
     sl_buf_init(&kv, SIZE_MAX);
-    sl_orec rec;
+    sl_irec rec;
     sl__offsets_group_record(&kv, g, false, &rec);
     bool waiting;
     int16_t err = sl__offsets_append(c, &kv, &rec, 1, NULL, &waiting);
@@ -417,7 +342,7 @@ static int replay_batch(void *arg, const uint8_t *p, size_t size)
 
 static int replay(sl_coord *c)
 {
-    sl_log *log = c->log->log;
+    sl_log *log = c->ilog.p->log;
     replay_state st = {.c = c};
     int rc = sl_log_scan(log, 0, replay_batch, &st);
     if (rc) {
@@ -425,22 +350,21 @@ static int replay(sl_coord *c)
         return rc;
     }
     if (st.nbad) SL_WARN("group", "%s: skipped %lld record(s) it could not read", SL_OFFSETS_TOPIC, (long long)st.nbad);
-    c->bytes_since_snapshot = sl_log_size_bytes(log);
     return 0;
 }
 
-/* ---- compaction by snapshot ---- */
+/* ---- compaction by snapshot (internal.c) ---- */
 
 typedef struct snap {
     sl_coord *c;
     sl_buf kv;
-    sl_orec *recs;
+    sl_irec *recs;
     int n, cap;
     int64_t bytes;
     int16_t err;
 } snap;
 
-static sl_orec *snap_rec(snap *s)
+static sl_irec *snap_rec(snap *s)
 {
     if (s->n == s->cap) {
         s->cap = s->cap ? s->cap * 2 : 256;
@@ -471,47 +395,21 @@ static void snap_group(snap *s, sl_group *g)
     if (s->kv.len >= SL_SNAPSHOT_BATCH_BYTES) snap_flush(s);
 }
 
-static int64_t durable_end(const sl_coord *c)
+static int16_t write_snapshot(void *arg, int64_t *bytes, int64_t *count)
 {
-    sl_log *log = c->log->log;
-    return c->broker->cfg.flush_mode == SL_FLUSH_OS ? sl_log_high_watermark(log) : sl_log_durable_offset(log);
-}
-
-static void write_snapshot(sl_coord *c)
-{
+    sl_coord *c = arg;
     snap s = {.c = c};
     sl_buf_init(&s.kv, SIZE_MAX);
-    sl_log *log = c->log->log;
-    int64_t start = sl_log_end_offset(log);
-    /* Appends still waiting for their sync lie at or after the durable point; keep them. */
-    int64_t keep_from = SL_MIN(start, durable_end(c));
-    int64_t groups = 0;
     for (int i = 0; i < c->hash_size && !s.err; i++)
-        for (sl_group *g = c->hash[i]; g && !s.err; g = g->hash_next, groups++) snap_group(&s, g);
+        for (sl_group *g = c->hash[i]; g && !s.err; g = g->hash_next, (*count)++) snap_group(&s, g);
     snap_flush(&s);
     sl_buf_deinit(&s.kv);
     sl_free(s.recs);
-    if (s.err) {
-        SL_WARN("group", "%s: snapshot failed (error %d); will retry", SL_OFFSETS_TOPIC, s.err);
-        return;
-    }
-    c->snapshot_drop_before = keep_from;
-    c->snapshot_end = sl_log_end_offset(log);
-    c->snapshot_bytes = s.bytes;
-    c->bytes_since_snapshot = 0;
-    SL_INFO("group", "%s: snapshot of %lld group(s), %lld bytes at offsets %lld-%lld", SL_OFFSETS_TOPIC,
-            (long long)groups, (long long)s.bytes, (long long)start, (long long)c->snapshot_end);
+    *bytes += s.bytes;
+    return s.err;
 }
 
-void sl__offsets_maintain(sl_coord *c)
-{
-    if (c->snapshot_end >= 0 && durable_end(c) >= c->snapshot_end) {
-        int n = sl_log_delete_before(c->log->log, c->snapshot_drop_before);
-        if (n >= 0) c->snapshot_end = -1;
-    }
-    int64_t due = SL_MAX(c->broker->cfg.offsets_compact_bytes, 2 * c->snapshot_bytes);
-    if (c->snapshot_end < 0 && c->bytes_since_snapshot > due) write_snapshot(c);
-}
+void sl__offsets_maintain(sl_coord *c) { sl__ilog_maintain(&c->ilog, INT64_MAX, write_snapshot, c); }
 
 /* An Empty group whose last state change and last commit are both older than offsets_retention_ms. */
 static bool expired(const sl_group *g, int64_t cutoff)
@@ -528,7 +426,7 @@ static void expire_groups(sl_coord *c)
     int64_t cutoff = sl_wall_ms(c->broker->cfg.clock) - c->broker->cfg.offsets_retention_ms;
     sl_group **gone = NULL;
     int ngone = 0, nrec = 0, cap = 0;
-    sl_orec *recs = NULL;
+    sl_irec *recs = NULL;
     sl_buf kv;
     sl_buf_init(&kv, SIZE_MAX);
     for (int i = 0; i < c->hash_size; i++) {
@@ -577,7 +475,7 @@ void sl__groups_topic_deleted(sl_broker *broker, const char *topic)
     for (int i = 0; i < c->hash_size; i++) {
         for (sl_group *g = c->hash[i]; g; g = g->hash_next) {
             int n = 0;
-            sl_orec recs[64];
+            sl_irec recs[64];
             for (int j = 0; j < g->noffsets;) {
                 sl_goffset *o = &g->offsets[j];
                 if (strcmp(o->topic, topic) != 0) {
@@ -603,41 +501,15 @@ void sl__groups_topic_deleted(sl_broker *broker, const char *topic)
     sl_buf_deinit(&kv);
 }
 
-static int offsets_topic(sl_broker *b, sl_topic **out)
-{
-    *out = sl__topic_find(b, SL_OFFSETS_TOPIC, strlen(SL_OFFSETS_TOPIC));
-    if (*out) return 0;
-    sl_topic_config tc;
-    sl__topic_config_default(b, &tc);
-    char seg[32], msg[256];
-    snprintf(seg, sizeof seg, "%lld", (long long)b->cfg.offsets_segment_bytes);
-    const char *kv[][2] = {{"retention.ms", "-1"}, {"retention.bytes", "-1"}, {"segment.bytes", seg}};
-    for (size_t i = 0; i < SL_ARRAY_LEN(kv); i++) {
-        int16_t e = sl__topic_config_set(&tc, kv[i][0], strlen(kv[i][0]), kv[i][1], strlen(kv[i][1]), msg, sizeof msg);
-        SL_ASSERT(e == 0);
-    }
-    int16_t err = sl__topic_create(b, SL_OFFSETS_TOPIC, strlen(SL_OFFSETS_TOPIC), 1, &tc, false, msg, sizeof msg);
-    if (err) {
-        SL_ERROR("group", "cannot create %s: %s", SL_OFFSETS_TOPIC, msg);
-        return SL_EIO;
-    }
-    *out = sl__topic_find(b, SL_OFFSETS_TOPIC, strlen(SL_OFFSETS_TOPIC));
-    return 0;
-}
-
 int sl__coord_open(sl_broker *b)
 {
     sl_coord *c = SL_NEW(sl_coord);
     c->broker = b;
-    c->snapshot_end = -1;
     c->id_seed = (uint64_t)sl_wall_ms(b->cfg.clock) * 0x9e3779b97f4a7c15ull ^ (uint64_t)sl_mono_ns(b->cfg.clock);
-    sl_buf_init(&c->scratch, SL_LOG_APPEND_BYTES_MAX);
     sl_timer_init(&c->tick, on_coord_tick, c);
     b->coord = c;
-    sl_topic *t;
-    int rc = offsets_topic(b, &t);
+    int rc = sl__ilog_open(b, SL_OFFSETS_TOPIC, &c->ilog);
     if (rc) return rc;
-    c->log = t->partitions[0];
     int64_t t0 = sl_mono_ns(b->cfg.clock);
     rc = replay(c);
     if (rc) return rc;
@@ -649,7 +521,7 @@ int sl__coord_open(sl_broker *b)
         }
     }
     SL_INFO("group", "loaded %d group(s) with %lld member(s) from %s (%lld bytes) in %.1f ms", c->ngroups,
-            (long long)members, SL_OFFSETS_TOPIC, (long long)sl_log_size_bytes(c->log->log),
+            (long long)members, SL_OFFSETS_TOPIC, (long long)sl_log_size_bytes(c->ilog.p->log),
             (double)(sl_mono_ns(b->cfg.clock) - t0) / 1e6);
     sl_timer_start(b->loop, &c->tick, 1000);
     return 0;

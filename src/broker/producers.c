@@ -52,14 +52,26 @@ typedef struct sl_pentry {
     int64_t pid; /* -1: empty slot */
     int16_t epoch;
     int32_t last_seq;
+    int64_t txn_first;  /* first offset of its open transaction here, -1 when none */
     int nbatches, head; /* ring of the last batches; head = next slot to write */
     int64_t last_ms;    /* when it last appended (replayed: its batch's MaxTimestamp): for expiry */
     sl_pbatch batches[SL_PRODUCER_BATCHES];
 } sl_pentry;
 
+/* A transaction on this partition, listed until it is closed and its marker is below HW. */
+typedef struct sl_ptxn {
+    int64_t pid;
+    int64_t first;
+    int64_t end; /* its marker's offset; -1 while open */
+} sl_ptxn;
+
 struct sl_pstate {
     sl_pentry *slots;
     int cap, count;
+    sl_ptxn *txns;          /* by first offset; [txns_head, ntxns) are live */
+    int txns_head, ntxns, txns_cap;
+    sl_aborted_txn *aborted; /* by marker offset */
+    int naborted, aborted_cap;
     bool persisted; /* the snapshot file exists */
     int nsegs;      /* the log's segment count at the last snapshot: a roll writes a new one */
 };
@@ -103,12 +115,97 @@ static sl_pentry *pinsert(sl_pstate *s, int64_t pid)
         e->pid = pid;
         e->epoch = -1;
         e->last_seq = -1;
+        e->txn_first = -1;
         s->count++;
     }
     return e;
 }
 
 static int32_t seq_add(int32_t seq, int32_t n) { return (int32_t)(((int64_t)seq + n) % ((int64_t)INT32_MAX + 1)); }
+
+/* ---- transactions on the partition ---- */
+
+static void txn_push(sl_pstate *s, int64_t pid, int64_t first, int64_t end)
+{
+    if (s->txns_head > 0 && s->txns_head == s->ntxns) s->txns_head = s->ntxns = 0;
+    if (s->ntxns == s->txns_cap) {
+        if (s->txns_head > 0) { /* slide the live part down before growing */
+            memmove(s->txns, s->txns + s->txns_head, sizeof *s->txns * (size_t)(s->ntxns - s->txns_head));
+            s->ntxns -= s->txns_head;
+            s->txns_head = 0;
+        }
+        if (s->ntxns == s->txns_cap) {
+            s->txns_cap = s->txns_cap ? s->txns_cap * 2 : 8;
+            s->txns = sl_realloc(s->txns, sizeof *s->txns * (size_t)s->txns_cap);
+        }
+    }
+    s->txns[s->ntxns++] = (sl_ptxn){pid, first, end};
+}
+
+static void aborted_push(sl_pstate *s, int64_t pid, int64_t first, int64_t last)
+{
+    if (s->naborted == s->aborted_cap) {
+        s->aborted_cap = s->aborted_cap ? s->aborted_cap * 2 : 8;
+        s->aborted = sl_realloc(s->aborted, sizeof *s->aborted * (size_t)s->aborted_cap);
+    }
+    s->aborted[s->naborted++] = (sl_aborted_txn){pid, first, last};
+}
+
+/* A COMMIT or ABORT marker of pid at `offset` (appended, or replayed). */
+static void apply_marker(sl_pstate *s, const sl_batch_header *h, bool commit, int64_t offset, int64_t now_ms)
+{
+    sl_pentry *e = pfind(s, h->ProducerId);
+    if (!e) return; /* nothing of this producer here: nothing to close */
+    e->last_ms = now_ms;
+    if (h->ProducerEpoch > e->epoch) { /* the coordinator bumped the epoch (a fence): sequences restart */
+        e->epoch = h->ProducerEpoch;
+        e->nbatches = e->head = 0;
+        e->last_seq = -1;
+    }
+    if (e->txn_first < 0) return; /* a marker written again (coordinator restart): already closed */
+    for (int i = s->txns_head; i < s->ntxns; i++) {
+        if (s->txns[i].pid == e->pid && s->txns[i].end < 0) {
+            s->txns[i].end = offset;
+            break;
+        }
+    }
+    if (!commit) aborted_push(s, e->pid, e->txn_first, offset);
+    e->txn_first = -1;
+}
+
+int64_t sl__partition_lso(sl_partition *p)
+{
+    int64_t hw = sl_log_high_watermark(p->log);
+    sl_pstate *s = p->pstate;
+    if (!s) return hw;
+    while (s->txns_head < s->ntxns && s->txns[s->txns_head].end >= 0 && s->txns[s->txns_head].end < hw)
+        s->txns_head++;
+    return s->txns_head < s->ntxns ? SL_MIN(s->txns[s->txns_head].first, hw) : hw;
+}
+
+int sl__partition_aborted(sl_partition *p, int64_t from, int64_t to, sl_aborted_txn *out, int max)
+{
+    sl_pstate *s = p->pstate;
+    if (!s || !s->naborted) return 0;
+    int lo = 0, hi = s->naborted, n = 0;
+    while (lo < hi) { /* the first whose marker is at or after `from` */
+        int mid = (lo + hi) / 2;
+        if (s->aborted[mid].last < from) lo = mid + 1;
+        else hi = mid;
+    }
+    for (int i = lo; i < s->naborted; i++) {
+        if (s->aborted[i].first >= to) continue;
+        if (n < max) out[n] = s->aborted[i];
+        n++;
+    }
+    return n;
+}
+
+bool sl__partition_txn_open(sl_partition *p, int64_t pid)
+{
+    sl_pentry *e = pfind(p->pstate, pid);
+    return e && e->txn_first >= 0;
+}
 
 /* Applies an appended batch (also when replaying the log). */
 static void apply(sl_pstate *s, const sl_batch_header *h, int64_t now_ms)
@@ -127,12 +224,15 @@ static void apply(sl_pstate *s, const sl_batch_header *h, int64_t now_ms)
     e->head = (e->head + 1) % SL_PRODUCER_BATCHES;
     e->nbatches = SL_MIN(e->nbatches + 1, SL_PRODUCER_BATCHES);
     e->last_seq = b->last_seq;
+    if ((h->Attributes & SL_BATCH_ATTR_TRANSACTIONAL) && e->txn_first < 0) {
+        e->txn_first = h->BaseOffset;
+        txn_push(s, e->pid, h->BaseOffset, -1);
+    }
 }
 
 int16_t sl__producer_check(sl_partition *p, const sl_batch_header *h, int64_t *dup_first, int64_t *dup_last)
 {
     *dup_first = *dup_last = -1;
-    if (h->Attributes & SL_BATCH_ATTR_TRANSACTIONAL) return SL_KERR_INVALID_TXN_STATE; /* no transactions yet */
     if (h->ProducerEpoch < 0 || h->BaseSequence < 0) return SL_KERR_INVALID_RECORD;
     sl_pentry *e = pfind(p->pstate, h->ProducerId);
     if (!e) return h->BaseSequence == 0 ? 0 : SL_KERR_UNKNOWN_PRODUCER_ID;
@@ -157,14 +257,24 @@ static char *pstate_path(sl_partition *p, bool prev)
     return sl_asprintf("%s/%s%s", sl_log_dir(p->log), SL_PSTATE_FILE, prev ? ".prev" : "");
 }
 
+/* Snapshot v2 (v1 had no transaction fields):
+ *   magic "SLPS", int32 version, int64 offset, int32 count,
+ *   count x {int64 pid, int16 epoch, int32 last seq, int64 last ms, int64 txn first (v2),
+ *            int8 n, n x {int32 first seq, int32 last seq, int64 first offset, int64 last offset}},
+ *   (v2) int32 n, n x {int64 pid, int64 first, int64 end}          the listed transactions
+ *   (v2) int32 n, n x {int64 pid, int64 first, int64 last}         the aborted ones
+ *   CRC-32C of everything before it. */
+#define SL_PSTATE_VERSION 2
+
 static void put_entry(sl_buf *b, const sl_pentry *e)
 {
-    uint8_t x[8 + 2 + 4 + 8 + 1];
+    uint8_t x[8 + 2 + 4 + 8 + 8 + 1];
     sl_put_be64(x, (uint64_t)e->pid);
     sl_put_be16(x + 8, (uint16_t)e->epoch);
     sl_put_be32(x + 10, (uint32_t)e->last_seq);
     sl_put_be64(x + 14, (uint64_t)e->last_ms);
-    x[22] = (uint8_t)e->nbatches;
+    sl_put_be64(x + 22, (uint64_t)e->txn_first);
+    x[30] = (uint8_t)e->nbatches;
     sl_buf_append(b, x, sizeof x);
     for (int i = 0; i < e->nbatches; i++) { /* oldest first */
         const sl_pbatch *pb = &e->batches[(e->head - e->nbatches + i + SL_PRODUCER_BATCHES) % SL_PRODUCER_BATCHES];
@@ -177,6 +287,26 @@ static void put_entry(sl_buf *b, const sl_pentry *e)
     }
 }
 
+static void put_triple(sl_buf *b, int64_t a, int64_t c, int64_t d)
+{
+    uint8_t x[24];
+    sl_put_be64(x, (uint64_t)a);
+    sl_put_be64(x + 8, (uint64_t)c);
+    sl_put_be64(x + 16, (uint64_t)d);
+    sl_buf_append(b, x, sizeof x);
+}
+
+static void put_txns(sl_buf *b, const sl_pstate *s)
+{
+    uint8_t n[4];
+    sl_put_be32(n, (uint32_t)(s ? s->ntxns - s->txns_head : 0));
+    sl_buf_append(b, n, 4);
+    for (int i = s ? s->txns_head : 0; s && i < s->ntxns; i++) put_triple(b, s->txns[i].pid, s->txns[i].first, s->txns[i].end);
+    sl_put_be32(n, (uint32_t)(s ? s->naborted : 0));
+    sl_buf_append(b, n, 4);
+    for (int i = 0; s && i < s->naborted; i++) put_triple(b, s->aborted[i].pid, s->aborted[i].first, s->aborted[i].last);
+}
+
 /* Writes {offset, state} to the snapshot file: temp file, fsync, rename, fsync of the directory. With
    keep_prev the one it replaces becomes producer-state.prev: a snapshot taken at a roll may be ahead of
    what a crash leaves durable, and then the one before it is used. */
@@ -186,12 +316,13 @@ static int pstate_write(sl_broker *broker, sl_partition *p, int64_t offset, bool
     sl_buf_init(&b, SIZE_MAX);
     uint8_t hdr[20];
     sl_put_be32(hdr, SL_PSTATE_MAGIC);
-    sl_put_be32(hdr + 4, 1);
+    sl_put_be32(hdr + 4, SL_PSTATE_VERSION);
     sl_put_be64(hdr + 8, (uint64_t)offset);
     sl_put_be32(hdr + 16, (uint32_t)(p->pstate ? p->pstate->count : 0));
     sl_buf_append(&b, hdr, sizeof hdr);
     for (int i = 0; p->pstate && i < p->pstate->cap; i++)
         if (p->pstate->slots[i].pid >= 0) put_entry(&b, &p->pstate->slots[i]);
+    put_txns(&b, p->pstate);
     uint8_t crc[4];
     sl_put_be32(crc, sl_crc32c(0, b.data, b.len));
     sl_buf_append(&b, crc, 4);
@@ -206,24 +337,40 @@ static int pstate_write(sl_broker *broker, sl_partition *p, int64_t offset, bool
     return rc;
 }
 
-static int load_entries(sl_pstate *s, const uint8_t *p, const uint8_t *end, uint32_t count)
+static const uint8_t *load_entries(sl_pstate *s, const uint8_t *p, const uint8_t *end, uint32_t count, int version)
 {
+    size_t fixed = version >= 2 ? 31 : 23;
     for (uint32_t i = 0; i < count; i++) {
-        if (end - p < 23) return SL_ECORRUPT;
+        if ((size_t)(end - p) < fixed) return NULL;
         sl_pentry *e = pinsert(s, (int64_t)sl_be64(p));
         e->epoch = (int16_t)sl_be16(p + 8);
         e->last_seq = (int32_t)sl_be32(p + 10);
         e->last_ms = (int64_t)sl_be64(p + 14);
-        int nb = p[22];
-        p += 23;
-        if (nb > SL_PRODUCER_BATCHES || end - p < 24 * nb) return SL_ECORRUPT;
+        e->txn_first = version >= 2 ? (int64_t)sl_be64(p + 22) : -1;
+        int nb = p[fixed - 1];
+        p += fixed;
+        if (nb > SL_PRODUCER_BATCHES || end - p < 24 * nb) return NULL;
         for (int j = 0; j < nb; j++, p += 24)
             e->batches[j] = (sl_pbatch){(int32_t)sl_be32(p), (int32_t)sl_be32(p + 4), (int64_t)sl_be64(p + 8),
                                         (int64_t)sl_be64(p + 16)};
         e->nbatches = nb;
         e->head = nb % SL_PRODUCER_BATCHES;
     }
-    return p == end ? 0 : SL_ECORRUPT;
+    return p;
+}
+
+static const uint8_t *load_txns(sl_pstate *s, const uint8_t *p, const uint8_t *end, bool aborted)
+{
+    if (end - p < 4) return NULL;
+    uint32_t n = sl_be32(p);
+    p += 4;
+    if ((uint64_t)(end - p) < (uint64_t)n * 24) return NULL;
+    for (uint32_t i = 0; i < n; i++, p += 24) {
+        int64_t a = (int64_t)sl_be64(p), b = (int64_t)sl_be64(p + 8), c = (int64_t)sl_be64(p + 16);
+        if (aborted) aborted_push(s, a, b, c);
+        else txn_push(s, a, b, c);
+    }
+    return p;
 }
 
 /* Reads a snapshot: 0 with *offset and the entries, SL_ENOENT without one, SL_ECORRUPT. */
@@ -232,35 +379,67 @@ static int pstate_read(sl_broker *broker, sl_partition *p, bool prev, int64_t *o
     char *path = pstate_path(p, prev);
     uint8_t *data = NULL;
     size_t len = 0;
-    int rc = sl_fileio_read_all(broker->cfg.io, path, 16 << 20, &data, &len);
+    int rc = sl_fileio_read_all(broker->cfg.io, path, 64 << 20, &data, &len);
     sl_free(path);
     if (rc) return rc;
     rc = SL_ECORRUPT;
-    if (len >= 24 && sl_be32(data) == SL_PSTATE_MAGIC && sl_be32(data + 4) == 1 &&
+    int version = len >= 24 ? (int)sl_be32(data + 4) : 0;
+    if (len >= 24 && sl_be32(data) == SL_PSTATE_MAGIC && version >= 1 && version <= SL_PSTATE_VERSION &&
         sl_crc32c(0, data, len - 4) == sl_be32(data + len - 4)) {
         *offset = (int64_t)sl_be64(data + 8);
-        rc = load_entries(p->pstate, data + 20, data + len - 4, sl_be32(data + 16));
+        const uint8_t *end = data + len - 4;
+        const uint8_t *q = load_entries(p->pstate, data + 20, end, sl_be32(data + 16), version);
+        if (q && version >= 2) q = load_txns(p->pstate, q, end, false);
+        if (q && version >= 2) q = load_txns(p->pstate, q, end, true);
+        if (q == end) rc = 0;
     }
     sl_free(data);
     return rc;
+}
+
+int sl__marker_type(const uint8_t *batch, size_t len)
+{
+    sl_batch_header h;
+    if (sl_batch_header_parse(batch, len, &h) != 0 || !(h.Attributes & SL_BATCH_ATTR_CONTROL)) return -1;
+    sl_batch_iter it;
+    sl_record r;
+    if (sl_batch_iter_init(&it, batch, len) != 0 || sl_batch_iter_next(&it, &r) != 1 || r.key_len < 4) return -1;
+    int16_t type = (int16_t)sl_be16(r.key + 2); /* key: int16 version, int16 type */
+    return type == SL_MARKER_ABORT || type == SL_MARKER_COMMIT ? type : -1;
 }
 
 static int replay_batch(void *arg, const uint8_t *batch, size_t len)
 {
     sl_batch_header h;
     sl_batch_header_parse(batch, len, &h);
-    if (h.ProducerId >= 0 && !(h.Attributes & SL_BATCH_ATTR_CONTROL)) apply(arg, &h, h.MaxTimestamp);
+    if (h.ProducerId < 0) return 0;
+    if (!(h.Attributes & SL_BATCH_ATTR_CONTROL)) {
+        apply(arg, &h, h.MaxTimestamp);
+        return 0;
+    }
+    int type = sl__marker_type(batch, len);
+    if (type >= 0) apply_marker(arg, &h, type == SL_MARKER_COMMIT, h.BaseOffset, h.MaxTimestamp);
     return 0;
 }
 
 /* ---- the partition's life ---- */
 
+static void pstate_free_lists(sl_pstate *s)
+{
+    sl_free(s->slots);
+    sl_free(s->txns);
+    sl_free(s->aborted);
+}
+
 static void pstate_reset(sl_partition *p)
 {
     if (!p->pstate) p->pstate = SL_NEW(sl_pstate);
-    sl_free(p->pstate->slots);
-    p->pstate->slots = NULL;
-    p->pstate->cap = p->pstate->count = 0;
+    pstate_free_lists(p->pstate);
+    int nsegs = p->pstate->nsegs;
+    bool persisted = p->pstate->persisted;
+    memset(p->pstate, 0, sizeof *p->pstate);
+    p->pstate->nsegs = nsegs;
+    p->pstate->persisted = persisted;
 }
 
 /* The newest snapshot not ahead of the log: the latest, else the one before it. */
@@ -297,7 +476,7 @@ int sl__producers_open(sl_broker *broker, sl_partition *p)
 void sl__producers_close(sl_broker *broker, sl_partition *p, bool clean)
 {
     if (clean && p->pstate && p->pstate->persisted) pstate_write(broker, p, sl_log_end_offset(p->log), false);
-    if (p->pstate) sl_free(p->pstate->slots);
+    if (p->pstate) pstate_free_lists(p->pstate);
     sl_free(p->pstate);
     p->pstate = NULL;
 }
@@ -313,16 +492,53 @@ int16_t sl__producer_before_append(sl_broker *broker, sl_partition *p)
     return 0;
 }
 
+/* After an append to a partition with producer state: a roll (or retention) writes a new snapshot, which
+   bounds what a start after a crash replays to about a segment. */
+static void snapshot_on_roll(sl_broker *broker, sl_partition *p)
+{
+    int nsegs = sl_log_segment_count(p->log);
+    if (nsegs == p->pstate->nsegs) return;
+    p->pstate->nsegs = nsegs;
+    pstate_write(broker, p, sl_log_end_offset(p->log), true);
+}
+
 void sl__producer_appended(sl_broker *broker, sl_partition *p, const sl_batch_header *h, int64_t base_offset)
 {
     sl_batch_header a = *h;
     a.BaseOffset = base_offset;
     apply(p->pstate, &a, sl_wall_ms(broker->cfg.clock));
-    int nsegs = sl_log_segment_count(p->log);
-    if (nsegs == p->pstate->nsegs) return;
-    /* A roll (or retention): a new snapshot bounds what a start after a crash replays to about a segment. */
-    p->pstate->nsegs = nsegs;
-    pstate_write(broker, p, sl_log_end_offset(p->log), true);
+    snapshot_on_roll(broker, p);
+}
+
+int16_t sl__partition_write_marker(sl_broker *broker, sl_partition *p, int64_t pid, int16_t epoch, bool commit,
+                                   int64_t *offset)
+{
+    uint8_t key[4], value[6], batch[SL_BATCH_HEADER_SIZE + 64];
+    sl_put_be16(key, 0); /* ControlRecordKey: version 0, type */
+    sl_put_be16(key + 2, commit ? SL_MARKER_COMMIT : SL_MARKER_ABORT);
+    sl_put_be16(value, 0); /* EndTransactionMarker: version 0, coordinator epoch (one coordinator: 0) */
+    sl_put_be32(value + 2, 0);
+    int64_t now = sl_wall_ms(broker->cfg.clock);
+    sl_record_in r = {.timestamp = now, .key = key, .key_len = 4, .value = value, .value_len = 6};
+    sl_batch_header h = {.Attributes = SL_BATCH_ATTR_TRANSACTIONAL | SL_BATCH_ATTR_CONTROL, .ProducerId = pid,
+                         .ProducerEpoch = epoch, .BaseSequence = -1};
+    size_t n = sl_batch_encode(batch, sizeof batch, &h, &r, 1);
+    sl_batches_info info;
+    SL_ASSERT(n > 0 && sl_batches_validate(batch, n, INT32_MAX, &info) == SL_BATCH_OK);
+    int rc = sl_log_append(p->log, batch, n, &info, offset);
+    if (rc) {
+        SL_WARN("producers", "%s-%d: cannot append the %s marker of producer %lld: %s", p->topic->name, p->index,
+                commit ? "COMMIT" : "ABORT", (long long)pid, sl_strerror(rc));
+        return SL_KERR_KAFKA_STORAGE_ERROR;
+    }
+    if (p->pstate && p->pstate->persisted) {
+        h.BaseOffset = *offset;
+        apply_marker(p->pstate, &h, commit, *offset, now);
+        snapshot_on_roll(broker, p);
+    }
+    sl__flusher_dirty(broker->flusher, p);
+    if (broker->cfg.flush_mode != SL_FLUSH_ALWAYS) sl__partition_hw_advanced(p);
+    return 0;
 }
 
 void sl__producers_rebuild(sl_broker *broker, sl_partition *p)
@@ -336,20 +552,34 @@ void sl__producers_rebuild(sl_broker *broker, sl_partition *p)
 /* Forgets producers that have not appended here for producer_id_expiration_ms (Kafka's
    producer.id.expiration.ms, 1 day): the table is rebuilt without them. A forgotten producer's next batch
    with a sequence other than 0 gets UNKNOWN_PRODUCER_ID, which librdkafka handles by bumping its epoch. */
+/* Aborted transactions whose marker retention has deleted are of no use to any fetch. */
+static void prune_aborted(sl_pstate *s, int64_t log_start)
+{
+    int k = 0;
+    while (k < s->naborted && s->aborted[k].last < log_start) k++;
+    if (!k) return;
+    memmove(s->aborted, s->aborted + k, sizeof *s->aborted * (size_t)(s->naborted - k));
+    s->naborted -= k;
+}
+
+static bool idle(const sl_pentry *e, int64_t cutoff) { return e->pid >= 0 && e->last_ms < cutoff && e->txn_first < 0; }
+
 int sl__producers_expire(sl_broker *broker, sl_partition *p)
 {
     sl_pstate *s = p->pstate;
-    if (!s || !s->count) return 0;
+    if (!s) return 0;
+    prune_aborted(s, sl_log_start_offset(p->log));
+    if (!s->count) return 0;
     int64_t cutoff = sl_wall_ms(broker->cfg.clock) - broker->cfg.producer_id_expiration_ms;
     int expired = 0;
-    for (int i = 0; i < s->cap; i++) expired += s->slots[i].pid >= 0 && s->slots[i].last_ms < cutoff;
+    for (int i = 0; i < s->cap; i++) expired += idle(&s->slots[i], cutoff);
     if (!expired) return 0;
     sl_pentry *old = s->slots;
     int oldcap = s->cap;
     s->slots = NULL;
     s->cap = s->count = 0;
     for (int i = 0; i < oldcap; i++)
-        if (old[i].pid >= 0 && old[i].last_ms >= cutoff) *pinsert(s, old[i].pid) = old[i];
+        if (old[i].pid >= 0 && !idle(&old[i], cutoff)) *pinsert(s, old[i].pid) = old[i];
     sl_free(old);
     return expired;
 }
