@@ -56,6 +56,8 @@ void sl_broker_config_default(sl_broker_config *cfg)
     cfg->offsets_compact_bytes = 16 << 20;
     cfg->offsets_retention_ms = 7LL * 24 * 3600 * 1000;
     cfg->producer_id_expiration_ms = 86400000;
+    cfg->transaction_max_timeout_ms = 900000;
+    cfg->transactional_id_expiration_ms = 7LL * 24 * 3600 * 1000;
     cfg->io = sl_fileio_system();
     cfg->clock = sl_clock_system();
     cfg->handle_signals = true;
@@ -312,6 +314,7 @@ int sl_broker_open(const sl_broker_config *cfg, sl_broker **out)
     load_cluster_id(b);
     rc = sl__flusher_new(b, &b->flusher);
     if (!rc) rc = sl__coord_open(b);
+    if (!rc) rc = sl__txn_open(b);
     if (!rc) rc = start_listening(b);
     if (rc) goto fail;
     sl_timer_init(&b->retention_timer, on_retention, b);
@@ -345,11 +348,13 @@ void sl_broker_close(sl_broker *b)
 {
     if (!b) return;
     if (b->flusher) sl__flusher_quiesce(b->flusher);
+    sl__txn_detach(b);
     sl__topics_close_all(b);
     if (b->loop) sl_loop_run_deferred(b->loop); /* frees connections that waited on produce acks */
     sl__flusher_free(b->flusher);
     b->flusher = NULL;
     sl__coord_close(b);
+    sl__txn_close(b);
     if (b->idem_retries)
         SL_INFO("broker", "idempotent producers: %lld retried batch(es) answered with their first append's offsets",
                 (long long)b->idem_retries);

@@ -39,6 +39,8 @@ typedef struct sl_broker_config {
     int64_t offsets_retention_ms;    /* an Empty group's offsets expire after this (offsets.retention.minutes, 7 d) */
     int64_t fault_drop_produce_every;/* tests: drop the connection after every Nth appended produce (0 = off) */
     int64_t producer_id_expiration_ms; /* idle idempotent producers are forgotten after this (1 day) */
+    int32_t transaction_max_timeout_ms;     /* transaction.max.timeout.ms: largest transaction.timeout.ms (900000) */
+    int64_t transactional_id_expiration_ms; /* transactional.id.expiration.ms: idle ids are forgotten (7 d) */
     sl_fileio *io;                   /* file I/O table (tests inject faults) */
     const sl_clock *clock;
     bool handle_signals;             /* stop on SIGTERM/SIGINT (off for in-process tests) */

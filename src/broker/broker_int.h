@@ -171,6 +171,7 @@ struct sl_broker {
     int ntopics;
     sl_flusher *flusher;
     struct sl_coord *coord;    /* consumer groups (group_int.h) */
+    struct sl_tcoord *tcoord;  /* transactions (txn_int.h) */
     int64_t pid_next, pid_end; /* producer ids reserved on disk, not yet handed out (producers.c) */
     int64_t fault_produces;    /* produces counted by the --fault-drop-produce-every hook */
     int64_t idem_retries;      /* idempotent batches answered from producer state instead of appended */
@@ -271,9 +272,15 @@ int sl__handle_list_groups(struct sl_broker *broker, sl_request *req);
 int sl__handle_delete_groups(struct sl_broker *broker, sl_request *req);
 int sl__handle_offset_commit(struct sl_broker *broker, sl_request *req);
 int sl__handle_offset_fetch(struct sl_broker *broker, sl_request *req);
+int sl__handle_txn_offset_commit(struct sl_broker *broker, sl_request *req);
+int sl__handle_init_producer_id(struct sl_broker *broker, sl_request *req);
+int sl__handle_add_partitions_to_txn(struct sl_broker *broker, sl_request *req);
+int sl__handle_add_offsets_to_txn(struct sl_broker *broker, sl_request *req);
+int sl__handle_end_txn(struct sl_broker *broker, sl_request *req);
 
 /* ---- idempotent producers (producers.c) ---- */
-int sl__handle_init_producer_id(struct sl_broker *broker, sl_request *req);
+/* The next producer id (reserving a block on disk when needed): 0, or SL_EIO (logged). */
+int sl__producer_id_next(struct sl_broker *broker, int64_t *pid);
 /* After the partition's log opened: loads its producer state (snapshot + the log after it). */
 int sl__producers_open(struct sl_broker *broker, sl_partition *p);
 /* clean: write the snapshot (shutdown). */
@@ -351,6 +358,17 @@ typedef int16_t (*sl_ilog_snapshot_fn)(void *arg, int64_t *bytes, int64_t *count
 /* Compaction, when due (each second): drops segments below the last durable snapshot (and below keep_from),
    or writes a new snapshot. */
 void sl__ilog_maintain(sl_ilog *l, int64_t keep_from, sl_ilog_snapshot_fn snapshot, void *arg);
+
+/* ---- the transaction coordinator (txn.c, h_txn.c) ---- */
+/* Opens __transaction_state, rebuilds the transactions and completes those found half-ended. */
+int sl__txn_open(struct sl_broker *broker);
+/* Shutdown, before the logs close: drops the coordinator's waits, answers a parked EndTxn (NOT_COORDINATOR). */
+void sl__txn_detach(struct sl_broker *broker);
+void sl__txn_close(struct sl_broker *broker);
+/* A transactional batch to p: its producer's transaction is open with this epoch and has added p. */
+int16_t sl__txn_check_produce(struct sl_broker *broker, const sl_batch_header *h, const sl_partition *p);
+/* A TxnOffsetCommit: the transaction is open with this producer and epoch and has added the group's offsets. */
+int16_t sl__txn_check_offsets(struct sl_broker *broker, sl_kstr txn_id, int64_t pid, int16_t epoch);
 
 /* ---- the group coordinator (group.c, offsets.c) ---- */
 /* Opens __consumer_offsets and rebuilds groups and committed offsets from it. */

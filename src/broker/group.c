@@ -202,7 +202,7 @@ static void unhash(sl_coord *c, sl_group *g)
 void sl__group_maybe_forget(sl_coord *c, sl_group *g)
 {
     if (g->state != SL_GROUP_EMPTY || g->nmembers || g->npending || g->noffsets || g->generation ||
-        g->store_pending)
+        g->store_pending || g->txn_pending)
         return;
     unhash(c, g);
     group_free(g);
@@ -212,6 +212,7 @@ void sl__group_remove(sl_coord *c, sl_group *g)
 {
     SL_ASSERT(g->state == SL_GROUP_EMPTY);
     set_state(g, SL_GROUP_DEAD, "deleted");
+    sl__offsets_txn_drop_group(c, g);
     unhash(c, g);
     group_free(g);
 }
@@ -1042,6 +1043,7 @@ void sl__coord_close(sl_broker *broker)
             group_free(g);
         }
     }
+    sl__offsets_txn_free(c);
     sl_timer_stop(broker->loop, &c->tick);
     sl_free(c->hash);
     sl__ilog_close(&c->ilog);

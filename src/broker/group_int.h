@@ -97,12 +97,21 @@ struct sl_group {
     int64_t state_ts_ms;        /* wall time of the last state change */
     int64_t rebalances;         /* PreparingRebalance entries since start (for metrics) */
     int store_pending;          /* group records appended, not yet durable */
+    int txn_pending;            /* offsets committed in open transactions (coord->txn_offsets) */
     int32_t storing_generation; /* generation whose assignment is being stored (-1: none) */
     sl_goffset *offsets;        /* sorted by (topic, partition) */
     int noffsets, offsets_cap;
     sl_timer timer;
     sl_group *hash_next;
 };
+
+/* An offset committed in a transaction (TxnOffsetCommit): applied at its COMMIT marker, dropped at ABORT. */
+typedef struct sl_txn_offset {
+    int64_t pid;
+    sl_group *group;
+    sl_goffset value;           /* topic, partition, offset, leader epoch, metadata, commit time */
+    int64_t log_offset;         /* at or before its record in __consumer_offsets (compaction keeps it) */
+} sl_txn_offset;
 
 typedef struct sl_coord {
     sl_broker *broker;
@@ -111,6 +120,8 @@ typedef struct sl_coord {
     int ngroups;
     uint64_t id_seed, id_counter;   /* member ids */
     sl_ilog ilog;                   /* __consumer_offsets */
+    sl_txn_offset *txn_offsets;     /* of open transactions, in commit order */
+    int ntxn_offsets, txn_offsets_cap;
     sl_timer tick;                  /* maintenance, every second */
     int64_t expired_ns;             /* when offsets expiry last ran */
 } sl_coord;
@@ -164,6 +175,17 @@ int16_t sl__offsets_append_for(sl_coord *c, sl_request *req, const sl_buf *kv, c
 void sl__offsets_group_tombstones(sl_buf *kv, sl_irec **recs, int *n, int *cap, const sl_group *g);
 /* Appends the group's metadata without waiting (a later snapshot or record supersedes it anyway). */
 int16_t sl__offsets_store_group(sl_coord *c, sl_group *g);
+/* Offsets of open transactions (a TxnOffsetCommit durable, or replayed): value's strings are copied. */
+void sl__offsets_txn_add(sl_coord *c, int64_t pid, sl_group *g, const sl_goffset *value, int64_t log_offset);
+/* The transaction of pid ended (its marker is durable): its offsets are applied (commit) or dropped. */
+void sl__offsets_txn_complete(sl_coord *c, int64_t pid, bool commit);
+/* Whether an open transaction holds an offset for it (OffsetFetch RequireStable). */
+bool sl__offsets_txn_pending(sl_coord *c, const sl_group *g, const char *topic, size_t topic_len, int32_t partition);
+void sl__offsets_txn_drop_group(sl_coord *c, sl_group *g);
+void sl__offsets_txn_drop_topic(sl_coord *c, const char *topic);
+/* The lowest log offset a pending transactional batch may sit at (INT64_MAX: none). */
+int64_t sl__offsets_txn_first(const sl_coord *c);
+void sl__offsets_txn_free(sl_coord *c);
 /* Snapshot and drop of old segments, when due (a 1 s tick). */
 void sl__offsets_maintain(sl_coord *c);
 sl_goffset *sl__goffset_find(sl_group *g, const char *topic, size_t topic_len, int32_t partition);

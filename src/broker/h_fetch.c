@@ -35,6 +35,7 @@ typedef struct sl_fetch_state {
     /* Response arrays, allocated once: a parked fetch is re-evaluated on every
        high-watermark advance and must not allocate each time. */
     sl_FetchResponse_FetchableTopicResponse *topics;
+    int64_t *ends;          /* read_committed: per partition (request order), the offset after what it returns */
     sl_timer timer;
     sl_defer recheck;
     sl_fetch_wait *waits;
@@ -48,25 +49,29 @@ typedef struct sl_fetch_eval {
     bool error;
 } sl_fetch_eval;
 
+/* read_committed stops at the last stable offset; LastStableOffset is reported either way (Kafka does). */
 static void read_partition(sl_broker *broker, sl_request *req, sl_fetch_eval *ev,
                            const sl_FetchRequest_FetchPartition *fp, sl_partition *p,
-                           sl_FetchResponse_PartitionData *pd)
+                           sl_FetchResponse_PartitionData *pd, int64_t *end)
 {
+    sl_fetch_state *st = req->hstate;
     int64_t start = sl_log_start_offset(p->log), hw = sl_log_high_watermark(p->log);
-    int64_t leo = sl_log_end_offset(p->log);
+    int64_t leo = sl_log_end_offset(p->log), lso = sl__partition_lso(p);
     pd->HighWatermark = hw;
-    pd->LastStableOffset = hw;
+    pd->LastStableOffset = lso;
     pd->LogStartOffset = start;
+    *end = fp->FetchOffset;
     if (fp->FetchOffset < start || fp->FetchOffset > leo) {
         pd->ErrorCode = SL_KERR_OFFSET_OUT_OF_RANGE;
         ev->error = true;
         return;
     }
-    int32_t max_total = SL_MIN(((sl_fetch_state *)req->hstate)->m.MaxBytes, broker->cfg.fetch_max_bytes);
+    int64_t until = st->m.IsolationLevel == 1 ? lso : hw;
+    int32_t max_total = SL_MIN(st->m.MaxBytes, broker->cfg.fetch_max_bytes);
     int64_t limit = SL_MIN((int64_t)fp->PartitionMaxBytes, (int64_t)max_total - ev->total);
-    if (fp->FetchOffset >= hw || limit <= 0 || fp->PartitionMaxBytes <= 0) return;
+    if (fp->FetchOffset >= until || limit <= 0 || fp->PartitionMaxBytes <= 0) return;
     sl_log_slice s;
-    int rc = sl_log_read(p->log, fp->FetchOffset, limit, &s);
+    int rc = sl_log_read_until(p->log, fp->FetchOffset, limit, until, &s);
     if (rc) {
         pd->ErrorCode = rc == SL_ERANGE ? SL_KERR_OFFSET_OUT_OF_RANGE : SL_KERR_KAFKA_STORAGE_ERROR;
         ev->error = true;
@@ -81,14 +86,18 @@ static void read_partition(sl_broker *broker, sl_request *req, sl_fetch_eval *ev
     pd->Records.file_off = s.file_off;
     pd->Records.len = (int32_t)s.len;
     pd->Records.file_ref = s.ref;
+    *end = s.end_offset;
     ev->total += s.len;
 }
 
 static int alloc_response(sl_request *req, sl_fetch_state *st)
 {
     int32_t nt = SL_MAX(st->m.Topics.count, 0);
+    int n = 0;
+    for (int32_t i = 0; i < nt; i++) n += SL_MAX(st->m.Topics.items[i].Partitions.count, 0);
     st->topics = sl_arena_alloc(&req->arena, sizeof *st->topics * (size_t)(nt + 1));
-    if (!st->topics) return SL_ENOMEM;
+    st->ends = sl_arena_alloc(&req->arena, sizeof *st->ends * (size_t)(n + 1));
+    if (!st->topics || !st->ends) return SL_ENOMEM;
     for (int32_t i = 0; i < nt; i++) {
         int32_t np = SL_MAX(st->m.Topics.items[i].Partitions.count, 0);
         st->topics[i].Partitions.items = sl_arena_alloc(&req->arena, sizeof *st->topics[i].Partitions.items * (size_t)(np + 1));
@@ -108,6 +117,7 @@ static int evaluate(sl_broker *broker, sl_request *req, sl_fetch_eval *ev)
     if (!st->topics && alloc_response(req, st) != 0) return SL_ENOMEM;
     ev->resp.Responses.items = st->topics;
     ev->resp.Responses.count = nt;
+    int k = 0;
     for (int32_t i = 0; i < nt; i++) {
         const sl_FetchRequest_FetchTopic *ft = &m->Topics.items[i];
         sl_FetchResponse_FetchableTopicResponse *tr = &ev->resp.Responses.items[i];
@@ -126,12 +136,14 @@ static int evaluate(sl_broker *broker, sl_request *req, sl_fetch_eval *ev)
             pd->AbortedTransactions.count = m->IsolationLevel == 1 ? 0 : -1;
             pd->Records.len = 0;
             sl_partition *p = topic ? sl__partition_get(topic, pd->PartitionIndex) : NULL;
+            int64_t *end = &st->ends[k++];
+            *end = -1;
             if (!p) {
                 pd->ErrorCode = SL_KERR_UNKNOWN_TOPIC_OR_PARTITION;
                 ev->error = true;
                 continue;
             }
-            read_partition(broker, req, ev, &ft->Partitions.items[j], p, pd);
+            read_partition(broker, req, ev, &ft->Partitions.items[j], p, pd, end);
         }
     }
     return 0;
@@ -147,6 +159,36 @@ static void release_slices(sl_fetch_eval *ev)
             r->from_file = false;
         }
     }
+}
+
+/* read_committed: each partition's aborted transactions overlapping what it returns (Kafka: marker at or
+   after the fetch offset, first offset before the end of the data), for the client to drop. Done once, when
+   the answer is final. */
+static int add_aborted(sl_broker *broker, sl_request *req, sl_fetch_eval *ev)
+{
+    sl_fetch_state *st = req->hstate;
+    if (st->m.IsolationLevel != 1) return 0;
+    int k = 0;
+    for (int32_t i = 0; i < ev->resp.Responses.count; i++) {
+        sl_FetchResponse_FetchableTopicResponse *tr = &ev->resp.Responses.items[i];
+        const sl_FetchRequest_FetchTopic *ft = &st->m.Topics.items[i];
+        sl_topic *topic = sl__topic_find(broker, ft->Topic.ptr, (size_t)SL_MAX(ft->Topic.len, 0));
+        for (int32_t j = 0; j < tr->Partitions.count; j++, k++) {
+            sl_FetchResponse_PartitionData *pd = &tr->Partitions.items[j];
+            sl_partition *p = topic ? sl__partition_get(topic, pd->PartitionIndex) : NULL;
+            int64_t from = ft->Partitions.items[j].FetchOffset, to = st->ends[k];
+            if (!p || !pd->Records.from_file || to <= from) continue;
+            int n = sl__partition_aborted(p, from, to, NULL, 0);
+            if (n == 0) continue;
+            sl_aborted_txn *a = sl_arena_alloc(&req->arena, sizeof *a * (size_t)n);
+            if (!ARENA_ARRAY(req, pd->AbortedTransactions.items, n) || !a) return SL_ENOMEM;
+            sl__partition_aborted(p, from, to, a, n);
+            for (int x = 0; x < n; x++)
+                pd->AbortedTransactions.items[x] = (sl_FetchResponse_AbortedTransaction){a[x].pid, a[x].first};
+            pd->AbortedTransactions.count = n;
+        }
+    }
+    return 0;
 }
 
 static void unpark(sl_broker *broker, sl_request *req)
@@ -173,6 +215,11 @@ static int try_answer(sl_broker *broker, sl_request *req, bool final)
     if (!enough && !final) {
         release_slices(&ev);
         return 0;
+    }
+    rc = add_aborted(broker, req, &ev);
+    if (rc) {
+        release_slices(&ev);
+        return rc;
     }
     unpark(broker, req);
     req->hstate = NULL;

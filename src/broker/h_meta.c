@@ -141,12 +141,13 @@ int sl__handle_metadata(sl_broker *broker, sl_request *req)
     return sl__request_respond(req, &resp);
 }
 
-static void list_one(sl_partition *p, int16_t version, int64_t ts,
+/* read_committed (isolation 1, v2+): "latest" is the last stable offset. */
+static void list_one(sl_partition *p, int16_t version, int8_t isolation, int64_t ts,
                      sl_ListOffsetsResponse_ListOffsetsPartitionResponse *out, sl_arena *arena)
 {
     int64_t offset = -1, found_ts = -1;
     if (ts == -1) {
-        offset = sl_log_high_watermark(p->log);
+        offset = isolation == 1 ? sl__partition_lso(p) : sl_log_high_watermark(p->log);
     } else if (ts == -2) {
         offset = sl_log_start_offset(p->log);
     } else if (sl_log_offset_for_time(p->log, ts, &offset, &found_ts) != 0) {
@@ -196,18 +197,15 @@ int sl__handle_list_offsets(sl_broker *broker, sl_request *req)
                 pr->ErrorCode = SL_KERR_UNKNOWN_TOPIC_OR_PARTITION;
                 continue;
             }
-            list_one(p, version, t->Partitions.items[j].Timestamp, pr, &req->arena);
+            list_one(p, version, version >= 2 ? m.IsolationLevel : 0, t->Partitions.items[j].Timestamp, pr, &req->arena);
         }
     }
     return sl__request_respond(req, &resp);
 }
 
 /*
- * FindCoordinator 0-2: one node, so this broker coordinates every group.
- * Served now because librdkafka gates its LZ4 support on FindCoordinator v0
- * being advertised; the group APIs themselves are advertised only once they
- * are served. Transaction coordinators (KeyType 1) do not exist yet: they get
- * COORDINATOR_NOT_AVAILABLE, which clients treat as retriable.
+ * FindCoordinator 0-2: one node, so this broker coordinates every group
+ * (KeyType 0) and every transactional id (KeyType 1).
  */
 int sl__handle_find_coordinator(sl_broker *broker, sl_request *req)
 {
@@ -215,9 +213,9 @@ int sl__handle_find_coordinator(sl_broker *broker, sl_request *req)
     if (sl__request_decode(req, &m)) return SL_EINVAL;
     sl_FindCoordinatorResponse resp;
     sl_FindCoordinatorResponse_init(&resp);
-    if (m.KeyType != 0) {
-        resp.ErrorCode = SL_KERR_COORDINATOR_NOT_AVAILABLE;
-        resp.ErrorMessage = sl__kstr("transactions are not supported by this broker yet");
+    if (m.KeyType != 0 && m.KeyType != 1) {
+        resp.ErrorCode = SL_KERR_INVALID_REQUEST;
+        resp.ErrorMessage = sl__kstr("KeyType must be 0 (group) or 1 (transaction)");
         resp.NodeId = -1;
         resp.Host = sl__kstr("");
         resp.Port = -1;

@@ -162,7 +162,9 @@ int sl__handle_offset_commit(sl_broker *broker, sl_request *req)
 
 /* ---- OffsetFetch ---- */
 
-static void fetch_partition(sl_group *g, sl_kstr topic, int32_t partition, int16_t err,
+/* stable (v7 RequireStable): an offset an open transaction committed answers UNSTABLE_OFFSET_COMMIT, so the
+   consumer retries until that transaction ends rather than start from an offset about to change. */
+static void fetch_partition(sl_coord *c, sl_group *g, sl_kstr topic, int32_t partition, int16_t err, bool stable,
                             sl_OffsetFetchResponse_OffsetFetchResponsePartition *out)
 {
     sl_goffset *o = g && topic.len > 0 ? sl__goffset_find(g, topic.ptr, (size_t)topic.len, partition) : NULL;
@@ -171,6 +173,10 @@ static void fetch_partition(sl_group *g, sl_kstr topic, int32_t partition, int16
     out->CommittedLeaderEpoch = -1;
     out->CommittedOffset = -1;
     out->Metadata = SL_KSTR_EMPTY;
+    if (!err && stable && topic.len > 0 && sl__offsets_txn_pending(c, g, topic.ptr, (size_t)topic.len, partition)) {
+        out->ErrorCode = SL_KERR_UNSTABLE_OFFSET_COMMIT;
+        return;
+    }
     if (!o || !o->committed) return;
     out->CommittedOffset = o->offset;
     out->CommittedLeaderEpoch = o->leader_epoch;
@@ -178,7 +184,7 @@ static void fetch_partition(sl_group *g, sl_kstr topic, int32_t partition, int16
 }
 
 /* Topics null (v2+): every offset the group has, by topic. */
-static int fetch_all(sl_request *req, sl_group *g, sl_OffsetFetchResponse *resp)
+static int fetch_all(sl_request *req, sl_coord *c, sl_group *g, bool stable, sl_OffsetFetchResponse *resp)
 {
     int nt = 0; /* distinct topics: at least the topics with a committed offset */
     for (int i = 0; g && i < g->noffsets; i++)
@@ -195,7 +201,8 @@ static int fetch_all(sl_request *req, sl_group *g, sl_OffsetFetchResponse *resp)
             if (!ARENA_ARRAY(req, t->Partitions.items, np)) return SL_ENOMEM;
             for (int k = i; k < j; k++)
                 if (g->offsets[k].committed)
-                    fetch_partition(g, t->Name, g->offsets[k].partition, 0, &t->Partitions.items[t->Partitions.count++]);
+                    fetch_partition(c, g, t->Name, g->offsets[k].partition, 0, stable,
+                                    &t->Partitions.items[t->Partitions.count++]);
         }
         i = j;
     }
@@ -213,8 +220,9 @@ int sl__handle_offset_fetch(sl_broker *broker, sl_request *req)
     sl_group *g = valid ? sl__group_find(broker->coord, m.GroupId.ptr, (size_t)m.GroupId.len) : NULL;
     int16_t err = valid ? 0 : SL_KERR_INVALID_GROUP_ID;
     if (version >= 2) resp.ErrorCode = err;
+    bool stable = version >= 7 && m.RequireStable;
     if (m.Topics.count < 0 && version >= 2) {
-        if (fetch_all(req, g, &resp)) return SL_ENOMEM;
+        if (fetch_all(req, broker->coord, g, stable, &resp)) return SL_ENOMEM;
         return sl__request_respond(req, &resp);
     }
     int32_t nt = SL_MAX(m.Topics.count, 0);
@@ -228,7 +236,8 @@ int sl__handle_offset_fetch(sl_broker *broker, sl_request *req)
         if (!ARENA_ARRAY(req, rt->Partitions.items, np)) return SL_ENOMEM;
         rt->Partitions.count = np;
         for (int32_t j = 0; j < np; j++)
-            fetch_partition(g, t->Name, t->PartitionIndexes.items[j], version >= 2 ? 0 : err, &rt->Partitions.items[j]);
+            fetch_partition(broker->coord, g, t->Name, t->PartitionIndexes.items[j], version >= 2 ? 0 : err, stable,
+                            &rt->Partitions.items[j]);
     }
     return sl__request_respond(req, &resp);
 }

@@ -55,6 +55,8 @@ static int16_t check_producer(sl_broker *broker, sl_partition *p, const uint8_t 
     if (info->nbatches != 1) return SL_KERR_INVALID_RECORD;
     sl_batch_header_parse(data, SL_BATCH_HEADER_SIZE, h);
     int16_t err = sl__producer_check(p, h, dup_first, dup_last);
+    if (!err && *dup_first < 0 && (h->Attributes & SL_BATCH_ATTR_TRANSACTIONAL))
+        err = sl__txn_check_produce(broker, h, p);
     if (!err && *dup_first < 0) err = sl__producer_before_append(broker, p);
     return err;
 }
@@ -71,6 +73,8 @@ static int16_t append_one(sl_broker *broker, sl_partition *p, const sl_krecords 
     uint8_t *data = (uint8_t *)records->ptr; /* our own frame buffer: patched in place */
     sl_batch_verdict v = sl_batches_validate(data, (size_t)records->len, p->topic->config.max_message_bytes, &info);
     if (v != SL_BATCH_OK) return verdict_error(v);
+    if (info.any_attributes & SL_BATCH_ATTR_CONTROL) return SL_KERR_INVALID_RECORD; /* markers are the coordinator's */
+    if ((info.any_attributes & SL_BATCH_ATTR_TRANSACTIONAL) && info.first_producer_id < 0) return SL_KERR_INVALID_RECORD;
     sl_batch_header h;
     int64_t dup_first = -1, dup_last = -1;
     if (info.first_producer_id >= 0) {

@@ -223,9 +223,13 @@ int16_t sl__offsets_store_group(sl_coord *c, sl_group *g)
 
 static char *kdup(sl_kstr s) { return s.len < 0 ? NULL : sl_strndup(s.ptr, (size_t)s.len); }
 
-static void replay_offset(sl_coord *c, sl_kstr group, sl_kstr topic, int32_t partition, const sl_record *r)
+/* An offset record; txn_pid >= 0: it belongs to that producer's open transaction (held until its marker). */
+static void replay_offset(sl_coord *c, sl_kstr group, sl_kstr topic, int32_t partition, const sl_record *r,
+                          int64_t txn_pid, int64_t log_offset)
 {
-    if (!sl__group_id_valid(group) || topic.len <= 0 || memchr(topic.ptr, 0, (size_t)topic.len)) return;
+    if (!sl__group_id_valid(group) || topic.len <= 0 || topic.len > SL_TOPIC_NAME_MAX ||
+        memchr(topic.ptr, 0, (size_t)topic.len))
+        return;
     sl_group *g = sl__group_get_or_create(c, group.ptr, (size_t)group.len);
     if (!r->value) {
         sl_goffset *o = sl__goffset_find(g, topic.ptr, (size_t)topic.len, partition);
@@ -239,9 +243,20 @@ static void replay_offset(sl_coord *c, sl_kstr group, sl_kstr topic, int32_t par
     int32_t epoch = v >= 3 ? sl_kread_int32(&vr) : -1;
     sl_kstr meta = sl_kread_str(&vr, false, false);
     int64_t ts = sl_kread_int64(&vr);
-    if (vr.err || v < 0 || v > 3) {
+    if (vr.err || v < 0 || v > 3 || meta.len > SL_GROUP_METADATA_MAX) {
         SL_WARN("group", "%s: skipping an offset record of group %.*s with a value it cannot read (version %d)",
                 SL_OFFSETS_TOPIC, (int)group.len, group.ptr, v);
+        return;
+    }
+    if (txn_pid >= 0) {
+        char t[SL_TOPIC_NAME_MAX + 1], m[SL_GROUP_METADATA_MAX + 1];
+        memcpy(t, topic.ptr, (size_t)topic.len);
+        t[topic.len] = 0;
+        memcpy(m, meta.ptr, (size_t)SL_MAX(meta.len, 0));
+        m[SL_MAX(meta.len, 0)] = 0;
+        sl_goffset val = {.topic = t, .partition = partition, .offset = offset, .leader_epoch = epoch, .metadata = m,
+                          .commit_ts = ts};
+        sl__offsets_txn_add(c, txn_pid, g, &val, log_offset);
         return;
     }
     sl_goffset *o = sl__goffset_get(g, topic.ptr, (size_t)topic.len, partition);
@@ -298,7 +313,7 @@ static void replay_group(sl_coord *c, sl_kstr group, const sl_record *r)
     g->leader = leader.len > 0 ? sl__group_member(g, leader.ptr, (size_t)leader.len) : NULL;
 }
 
-static void replay_record(sl_coord *c, const sl_record *r, int64_t *nbad)
+static void replay_record(sl_coord *c, const sl_record *r, int64_t txn_pid, int64_t log_offset, int64_t *nbad)
 {
     sl_kreader kr;
     sl_kreader_init(&kr, r->key ? r->key : (const uint8_t *)"", (size_t)SL_MAX(r->key_len, 0));
@@ -307,8 +322,8 @@ static void replay_record(sl_coord *c, const sl_record *r, int64_t *nbad)
     if (!kr.err && (kv == 0 || kv == 1)) {
         sl_kstr topic = sl_kread_str(&kr, false, false);
         int32_t partition = sl_kread_int32(&kr);
-        if (!kr.err) replay_offset(c, group, topic, partition, r);
-    } else if (!kr.err && kv == 2) {
+        if (!kr.err) replay_offset(c, group, topic, partition, r, txn_pid, log_offset);
+    } else if (!kr.err && kv == 2 && txn_pid < 0) {
         replay_group(c, group, r);
     }
     if (kr.err || kv < 0 || kv > 2) (*nbad)++;
@@ -324,7 +339,12 @@ static int replay_batch(void *arg, const uint8_t *p, size_t size)
     replay_state *st = arg;
     sl_batch_header h;
     sl_batch_header_parse(p, size, &h);
-    if (h.Attributes & SL_BATCH_ATTR_CONTROL) return 0;
+    if (h.Attributes & SL_BATCH_ATTR_CONTROL) { /* a transaction's end: its held offsets apply, or go */
+        int type = sl__marker_type(p, size);
+        if (type >= 0) sl__offsets_txn_complete(st->c, h.ProducerId, type == SL_MARKER_COMMIT);
+        return 0;
+    }
+    int64_t txn_pid = (h.Attributes & SL_BATCH_ATTR_TRANSACTIONAL) ? h.ProducerId : -1;
     sl_batch_iter it;
     if (sl_batch_iter_init(&it, p, size) != 0) { /* compressed: we never write those */
         st->nbad++;
@@ -333,7 +353,7 @@ static int replay_batch(void *arg, const uint8_t *p, size_t size)
     sl_record r;
     int rc;
     while ((rc = sl_batch_iter_next(&it, &r)) == 1) {
-        replay_record(st->c, &r, &st->nbad);
+        replay_record(st->c, &r, txn_pid, h.BaseOffset, &st->nbad);
         st->nrec++;
     }
     if (rc < 0) st->nbad++;
@@ -409,12 +429,14 @@ static int16_t write_snapshot(void *arg, int64_t *bytes, int64_t *count)
     return s.err;
 }
 
-void sl__offsets_maintain(sl_coord *c) { sl__ilog_maintain(&c->ilog, INT64_MAX, write_snapshot, c); }
+/* Segments holding offsets of open transactions are kept: the snapshot leaves those out, their marker is ahead. */
+void sl__offsets_maintain(sl_coord *c) { sl__ilog_maintain(&c->ilog, sl__offsets_txn_first(c), write_snapshot, c); }
 
 /* An Empty group whose last state change and last commit are both older than offsets_retention_ms. */
 static bool expired(const sl_group *g, int64_t cutoff)
 {
-    if (g->state != SL_GROUP_EMPTY || g->npending || g->store_pending || g->state_ts_ms >= cutoff) return false;
+    if (g->state != SL_GROUP_EMPTY || g->npending || g->store_pending || g->txn_pending || g->state_ts_ms >= cutoff)
+        return false;
     for (int i = 0; i < g->noffsets; i++)
         if (g->offsets[i].pending || (g->offsets[i].committed && g->offsets[i].commit_ts >= cutoff)) return false;
     return true;
@@ -469,6 +491,7 @@ void sl__groups_topic_deleted(sl_broker *broker, const char *topic)
 {
     sl_coord *c = broker->coord;
     if (!c) return;
+    sl__offsets_txn_drop_topic(c, topic);
     size_t tlen = strlen(topic);
     sl_buf kv;
     sl_buf_init(&kv, SIZE_MAX);

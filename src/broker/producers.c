@@ -1,8 +1,10 @@
 /*
- * producers.c - idempotent producers: producer ids, InitProducerId, and per
- * partition the state that turns a retried batch into its first answer.
+ * producers.c - idempotent producers: producer ids, and per partition the
+ * state that turns a retried batch into its first answer, and the
+ * partition's side of transactions.
  *
- * Producer ids come in blocks of SL_PID_BLOCK: DATA/__sluice/producer-ids
+ * Producer ids (for idempotent and transactional producers alike, h_txn.c)
+ * come in blocks of SL_PID_BLOCK: DATA/__sluice/producer-ids
  * holds the first id not yet handed out, advanced (written, fsynced) one
  * block ahead, so an id is never given twice, restarts included.
  *
@@ -613,22 +615,9 @@ static int reserve_block(sl_broker *b)
     return rc;
 }
 
-int sl__handle_init_producer_id(sl_broker *broker, sl_request *req)
+int sl__producer_id_next(sl_broker *broker, int64_t *pid)
 {
-    sl_InitProducerIdRequest m;
-    if (sl__request_decode(req, &m)) return SL_EINVAL;
-    sl_InitProducerIdResponse resp;
-    sl_InitProducerIdResponse_init(&resp);
-    resp.ProducerId = -1;
-    resp.ProducerEpoch = -1;
-    if (m.TransactionalId.len >= 0) {
-        resp.ErrorCode = SL_KERR_COORDINATOR_NOT_AVAILABLE; /* transactions: not yet */
-    } else if (broker->pid_next >= broker->pid_end && reserve_block(broker) != 0) {
-        resp.ErrorCode = SL_KERR_KAFKA_STORAGE_ERROR;
-    } else {
-        /* An idempotent producer (re)initialising gets a new id, epoch 0, as Kafka does (KIP-360 too). */
-        resp.ProducerId = broker->pid_next++;
-        resp.ProducerEpoch = 0;
-    }
-    return sl__request_respond(req, &resp);
+    if (broker->pid_next >= broker->pid_end && reserve_block(broker) != 0) return SL_EIO;
+    *pid = broker->pid_next++;
+    return 0;
 }

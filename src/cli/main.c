@@ -78,6 +78,10 @@ static void usage_broker(FILE *out)
             "  --group-min-session-timeout MS, --group-max-session-timeout MS\n"
             "                           session timeouts consumers may ask for (default 6000 and\n"
             "                           1800000); others get INVALID_SESSION_TIMEOUT\n"
+            "  --transaction-max-timeout MS\n"
+            "                           largest transaction.timeout.ms a producer may ask for (default\n"
+            "                           900000, Kafka's transaction.max.timeout.ms); larger ones get\n"
+            "                           INVALID_TRANSACTION_TIMEOUT\n"
             "  --fault-drop-produce-every N\n"
             "                           for tests of clients' retries: drop the connection of every\n"
             "                           Nth produce after its append, before its answer (default 0: off)\n"
@@ -152,6 +156,10 @@ static int parse_broker_opt(int c, const char *arg, sl_broker_config *cfg)
         if (parse_long(arg, 1, INT32_MAX, &v)) return bad("--group-max-session-timeout", arg, "1 to 2147483647 ms");
         cfg->group_max_session_timeout_ms = (int32_t)v;
         return 0;
+    case 'T':
+        if (parse_long(arg, 1, INT32_MAX, &v)) return bad("--transaction-max-timeout", arg, "1 to 2147483647 ms");
+        cfg->transaction_max_timeout_ms = (int32_t)v;
+        return 0;
     case 'X':
         if (parse_long(arg, 0, INT32_MAX, &v)) return bad("--fault-drop-produce-every", arg, "a count (0 = off)");
         cfg->fault_drop_produce_every = v;
@@ -181,6 +189,7 @@ static int cmd_broker(int argc, char **argv, int64_t t_exec_ns)
         {"group-min-session-timeout", required_argument, NULL, 's'},
         {"group-max-session-timeout", required_argument, NULL, 'S'},
         {"fault-drop-produce-every", required_argument, NULL, 'X'},
+        {"transaction-max-timeout", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     sl_broker_config cfg;

@@ -63,7 +63,7 @@ static sl_batch_verdict validate_one(const uint8_t *p, size_t left, int32_t max_
 sl_batch_verdict sl_batches_validate(const uint8_t *p, size_t len, int32_t max_batch_bytes, sl_batches_info *info)
 {
     SL_ASSERT(p != NULL || len == 0);
-    sl_batches_info acc = {0, 0, 0, INT64_MIN, 0, -1};
+    sl_batches_info acc = {0, 0, 0, INT64_MIN, 0, -1, 0};
     if (len == 0) return SL_BATCH_CORRUPT;
     size_t pos = 0;
     while (pos < len) {
@@ -75,6 +75,7 @@ sl_batch_verdict sl_batches_validate(const uint8_t *p, size_t len, int32_t max_b
             acc.first_attributes = (int16_t)sl_be16(b + SL_BATCH_OFF_ATTRIBUTES);
             acc.first_producer_id = (int64_t)sl_be64(b + SL_BATCH_OFF_PRODUCER_ID);
         }
+        acc.any_attributes |= sl_be16(b + SL_BATCH_OFF_ATTRIBUTES);
         acc.nbatches++;
         acc.nrecords += (int32_t)sl_be32(b + SL_BATCH_OFF_RECORDS_COUNT);
         acc.total_offsets += (int64_t)(int32_t)sl_be32(b + SL_BATCH_OFF_LAST_OFFSET_DELTA) + 1;

@@ -99,6 +99,7 @@ typedef struct sl_batches_info {
     int64_t max_timestamp;
     int16_t first_attributes;
     int64_t first_producer_id;
+    uint16_t any_attributes; /* the OR of every batch's attributes */
 } sl_batches_info;
 
 /*
