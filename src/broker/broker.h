@@ -38,6 +38,7 @@ typedef struct sl_broker_config {
     int64_t offsets_compact_bytes;   /* appended bytes after which __consumer_offsets is compacted (16 MiB) */
     int64_t offsets_retention_ms;    /* an Empty group's offsets expire after this (offsets.retention.minutes, 7 d) */
     int64_t fault_drop_produce_every;/* tests: drop the connection after every Nth appended produce (0 = off) */
+    int64_t fault_exit_before_markers; /* tests: _exit at the Nth round of transaction markers (0 = off) */
     int64_t producer_id_expiration_ms; /* idle idempotent producers are forgotten after this (1 day) */
     int32_t transaction_max_timeout_ms;     /* transaction.max.timeout.ms: largest transaction.timeout.ms (900000) */
     int64_t transactional_id_expiration_ms; /* transactional.id.expiration.ms: idle ids are forgotten (7 d) */

@@ -36,6 +36,7 @@
  * Produce to one of the partitions) gets INVALID_PRODUCER_EPOCH.
  */
 #include <string.h>
+#include <unistd.h>
 #include "broker/txn_int.h"
 #include "broker/group_int.h"
 #include "common/alloc.h"
@@ -445,6 +446,17 @@ static void complete(sl_tcoord *tc, sl_txn *txn)
     respond_end(txn, 0);
 }
 
+/* Test hook (--fault-exit-before-markers N): the process dies at the Nth transaction whose Prepare record is
+   durable and whose markers are not written yet -- the in-doubt state a restart must complete. */
+static void fault_exit(sl_tcoord *tc, const sl_txn *txn)
+{
+    int64_t n = tc->broker->cfg.fault_exit_before_markers;
+    if (n <= 0 || ++tc->marker_rounds != n) return;
+    SL_ERROR("txn", "fault injection (--fault-exit-before-markers %lld): exiting before the %s markers of "
+             "transaction %s", (long long)n, txn->state == SL_TXN_PREPARE_COMMIT ? "COMMIT" : "ABORT", txn->id);
+    _exit(3);
+}
+
 /* Moves a transaction in Prepare* on as far as it can: its record durable, then every marker, then
    Complete*. Called again by each completion, and by the tick after a failed write. */
 static void drive(sl_tcoord *tc, sl_txn *txn)
@@ -455,6 +467,10 @@ static void drive(sl_tcoord *tc, sl_txn *txn)
         return;
     }
     bool commit = txn->state == SL_TXN_PREPARE_COMMIT;
+    if (!txn->markers_started) {
+        txn->markers_started = true;
+        fault_exit(tc, txn);
+    }
     for (int i = 0; i < txn->nparts; i++)
         if (!txn->parts[i].done) write_marker(tc, txn, i, commit);
     if (txn->markers_out > 0 || txn->retry) return;
@@ -504,6 +520,7 @@ void sl__txn_end(sl_tcoord *tc, sl_txn *txn, bool commit, sl_request *end_req)
     txn->update_ms = sl_wall_ms(tc->broker->cfg.clock);
     for (int i = 0; i < txn->nparts; i++) txn->parts[i].done = false;
     txn->stored = false;
+    txn->markers_started = false;
     if (end_req) {
         txn->end_req = end_req;
         end_req->state = SL_REQ_WAITING;

@@ -49,6 +49,7 @@ typedef struct sl_txn {
     int writes;             /* its records appended, not yet durable */
     int markers_out;        /* its markers appended, not yet durable */
     bool retry;             /* a write failed: the tick drives it again */
+    bool markers_started;   /* its markers have been written once (this process) */
     sl_request *end_req;    /* the EndTxn waiting for the markers */
     struct sl_txn *hash_next, *pid_next;
 } sl_txn;
@@ -64,6 +65,7 @@ typedef struct sl_tcoord {
     int64_t expired_ns;     /* when expiry last ran */
     bool closing;
     int64_t timed_out, fenced, committed, aborted;
+    int64_t marker_rounds;  /* transactions whose markers were started (--fault-exit-before-markers) */
 } sl_tcoord;
 
 /* ---- txn.c ---- */

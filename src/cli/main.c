@@ -85,6 +85,10 @@ static void usage_broker(FILE *out)
             "  --fault-drop-produce-every N\n"
             "                           for tests of clients' retries: drop the connection of every\n"
             "                           Nth produce after its append, before its answer (default 0: off)\n"
+            "  --fault-exit-before-markers N\n"
+            "                           for crash tests: the process exits at the Nth transaction\n"
+            "                           whose end is decided and durable, before its markers\n"
+            "                           (default 0: off)\n"
             "  --log-level LEVEL        debug, info, warn or error (default info)\n"
             "  -h, --help               this text\n");
 }
@@ -156,6 +160,10 @@ static int parse_broker_opt(int c, const char *arg, sl_broker_config *cfg)
         if (parse_long(arg, 1, INT32_MAX, &v)) return bad("--group-max-session-timeout", arg, "1 to 2147483647 ms");
         cfg->group_max_session_timeout_ms = (int32_t)v;
         return 0;
+    case 'Y':
+        if (parse_long(arg, 0, INT32_MAX, &v)) return bad("--fault-exit-before-markers", arg, "a count (0 = off)");
+        cfg->fault_exit_before_markers = v;
+        return 0;
     case 'T':
         if (parse_long(arg, 1, INT32_MAX, &v)) return bad("--transaction-max-timeout", arg, "1 to 2147483647 ms");
         cfg->transaction_max_timeout_ms = (int32_t)v;
@@ -190,6 +198,7 @@ static int cmd_broker(int argc, char **argv, int64_t t_exec_ns)
         {"group-max-session-timeout", required_argument, NULL, 'S'},
         {"fault-drop-produce-every", required_argument, NULL, 'X'},
         {"transaction-max-timeout", required_argument, NULL, 'T'},
+        {"fault-exit-before-markers", required_argument, NULL, 'Y'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     sl_broker_config cfg;
