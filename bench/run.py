@@ -240,20 +240,21 @@ class Bench:
         self.results["meta"]["sluice_peak_rss_kib_" + flush] = rss_kib(srv.pid, "VmHWM")
 
     def idempotence_cost(self, addr):
-        """Issue 5: what enable.idempotence costs against plain acks=all (same size, same partitions)."""
+        """Issue 5: what enable.idempotence, and transactions committed every 100 ms, cost against plain
+        acks=all (same size, same partitions, same broker, back to back)."""
         bench = [self.sluice, "bench", "produce", "--bootstrap", addr, "--size", "100", "--count", str(self.n100)]
+        kinds = (("plain", []), ("idempotent", ["--set", "enable.idempotence=true"]),
+                 ("transactional", ["--transaction-ms", "100"]))
         for parts in (1, 16):
-            for idem in (False, True):
+            for kind, extra in kinds:
                 runs = []
                 for rep in range(self.reps):
                     quiesce(self.tmp)
-                    extra = ["--set", "enable.idempotence=true"] if idem else []
-                    runs.append(run_tool(bench + ["--topic", "idem-%d-%d-%d" % (parts, idem, rep), "--partitions",
+                    runs.append(run_tool(bench + ["--topic", "idem-%d-%s-%d" % (parts, kind, rep), "--partitions",
                                                   str(parts), "--json"] + extra))
                 r = median_run(runs)
-                self.row(system="sluice", mode="always", op="produce-idempotent" if idem else "produce-plain",
-                         size=100, partitions=parts, runs=len(runs), all_msgs_per_s=[x["msgs_per_s"] for x in runs],
-                         **pick(r))
+                self.row(system="sluice", mode="always", op="produce-" + kind, size=100, partitions=parts,
+                         runs=len(runs), all_msgs_per_s=[x["msgs_per_s"] for x in runs], **pick(r))
 
     def startup(self):
         log("== sluice start-up")

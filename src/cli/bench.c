@@ -39,6 +39,7 @@
 typedef struct opts {
     const char *mode, *bootstrap, *topic, *compression;
     long size, count, producers, partitions, linger_ms, batch_size;
+    long txn_ms; /* > 0: each producer is transactional and commits every txn_ms */
     double seconds, rate;
     int acks;
     int json;
@@ -125,6 +126,10 @@ static rd_kafka_t *producer_new(worker *w)
     set(conf, "compression.codec", o->compression);
     set(conf, "queue.buffering.max.messages", "2000000");
     set(conf, "queue.buffering.max.kbytes", "2097151");
+    if (o->txn_ms > 0) {
+        snprintf(v, sizeof v, "sluice-bench-%d-%d", (int)getpid(), w->id);
+        set(conf, "transactional.id", v);
+    }
     set_props(conf, o);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_opaque(conf, w);
@@ -155,6 +160,23 @@ static void sleep_until(int64_t due_ns)
     }
 }
 
+static void txn_check(rd_kafka_error_t *e, const char *what)
+{
+    if (!e) return;
+    fprintf(stderr, "sluice bench: %s: %s\n", what, rd_kafka_error_string(e));
+    exit(1);
+}
+
+/* --transaction-ms: commits the open transaction once it is that old (commit flushes it first), opens the next. */
+static void txn_maybe_commit(rd_kafka_t *rk, const opts *o, int64_t *t_begin, bool last)
+{
+    if (o->txn_ms <= 0 || (!last && now_ns() - *t_begin < o->txn_ms * 1000000)) return;
+    txn_check(rd_kafka_commit_transaction(rk, 60000), "commit_transaction");
+    if (last) return;
+    txn_check(rd_kafka_begin_transaction(rk), "begin_transaction");
+    *t_begin = now_ns();
+}
+
 static void *produce_main(void *arg)
 {
     worker *w = arg;
@@ -164,6 +186,12 @@ static void *produce_main(void *arg)
         rd_kafka_mock_topic_create(rd_kafka_handle_mock_cluster(rk), o->topic, (int)o->partitions, 1) != 0)
         die("%s", "mock topic creation failed");
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, o->topic, NULL);
+    int64_t t_txn = 0;
+    if (o->txn_ms > 0) {
+        txn_check(rd_kafka_init_transactions(rk, 30000), "init_transactions");
+        txn_check(rd_kafka_begin_transaction(rk), "begin_transaction");
+        t_txn = now_ns();
+    }
     static char payload[1 << 20];
     long quota = o->count / o->producers + (w->id < o->count % o->producers);
     double rate = o->rate > 0 ? o->rate / (double)o->producers : 0;
@@ -190,7 +218,9 @@ static void *produce_main(void *arg)
         }
         w->sent++;
         if (rate <= 0) rd_kafka_poll(rk, 0);
+        txn_maybe_commit(rk, o, &t_txn, false);
     }
+    txn_maybe_commit(rk, o, &t_txn, true);
     if (rate > 0) {
         atomic_store(&w->polling, false);
         pthread_join(poller, NULL);
@@ -333,6 +363,8 @@ static void usage(FILE *out)
             "  --partitions N         spread messages round-robin over N partitions (default 1)\n"
             "  --compression C        none, gzip, snappy, lz4 or zstd (default none)\n"
             "  --producers N          N producer clients, each on its own thread (default 1)\n"
+            "  --transaction-ms MS    transactional producers (transactional.id per producer) that\n"
+            "                         commit every MS ms: the cost of exactly-once\n"
             "  --set KEY=VALUE        any librdkafka property, applied last (repeatable, 16 at most)\n"
             "  --json                 also print one JSON object with every figure\n");
 }
@@ -354,7 +386,7 @@ int sl_cli_bench(int argc, char **argv)
         {"bootstrap", 1, 0, 'b'}, {"topic", 1, 0, 't'},   {"size", 1, 0, 's'},      {"count", 1, 0, 'n'},
         {"seconds", 1, 0, 'd'},   {"rate", 1, 0, 'r'},    {"acks", 1, 0, 'a'},      {"linger-ms", 1, 0, 'l'},
         {"batch-size", 1, 0, 'B'}, {"partitions", 1, 0, 'p'}, {"compression", 1, 0, 'z'}, {"producers", 1, 0, 'P'},
-        {"json", 0, 0, 'j'},      {"set", 1, 0, 'X'},     {0, 0, 0, 0}};
+        {"json", 0, 0, 'j'},      {"set", 1, 0, 'X'},     {"transaction-ms", 1, 0, 'T'}, {0, 0, 0, 0}};
     if (argc < 2 || (strcmp(argv[1], "produce") && strcmp(argv[1], "consume"))) {
         bool help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
         usage(help ? stdout : stderr);
@@ -378,6 +410,7 @@ int sl_cli_bench(int argc, char **argv)
         case 'z': o.compression = optarg; break;
         case 'P': o.producers = num("--producers", optarg, 1, 64); break;
         case 'j': o.json = 1; break;
+        case 'T': o.txn_ms = num("--transaction-ms", optarg, 1, 900000); break;
         case 'X':
             if (o.nprops == 16) die("%s", "at most 16 --set options");
             o.props[o.nprops++] = optarg;
@@ -386,5 +419,6 @@ int sl_cli_bench(int argc, char **argv)
         }
     }
     if (is_mock(&o) && strcmp(o.mode, "produce") != 0) die("%s", "--bootstrap mock only measures produce");
+    if (o.txn_ms > 0 && o.rate > 0) die("%s", "--transaction-ms measures full-speed runs only (no --rate)");
     return strcmp(o.mode, "produce") == 0 ? run_produce(&o) : run_consume(&o);
 }
