@@ -2,9 +2,11 @@
 # Transactions with librdkafka 2.0.2 (C), through tests/tools/sl_txn.c, and
 # kcat 1.7.1 as a second reader. Every topic is read back in full and compared
 # with what must be there, line by line ("<partition> <offset> <value>"):
-#   a. commit and abort: 9 transactions of 6 messages over 3 partitions,
-#      pattern commit, commit, abort. read_committed (sl_txn consume and kcat
-#      -X isolation.level=read_committed) = the 6 committed transactions, in
+#   a. commit and abort, once per codec (none, gzip, snappy, lz4, zstd; the
+#      librdkafka debug log must not say it sent a batch uncompressed): 9
+#      transactions of 6 messages over 3 partitions, pattern commit, commit,
+#      abort. read_committed (sl_txn consume and kcat -X
+#      isolation.level=read_committed) = the 6 committed transactions, in
 #      order per partition; read_uncommitted (both readers) = all 9; each
 #      committed message sits at the same offset in both;
 #   b. the last stable offset (sl_txn lso, partition 0): with T1 open and a
@@ -90,16 +92,10 @@ expect_values() {
   echo "ok: $name: $(wc -l <"$want") messages as expected"
 }
 
-# ---- a. commit and abort ----
+# ---- a. commit and abort, once per codec ----
 NTXN=9
 NMSG=6
 PATTERN=cca
-echo "a. $NTXN transactions of $NMSG messages, pattern $PATTERN"
-run produce produce "$B" txn.t txn.tx "$NTXN" "$NMSG" "$PATTERN"
-want_lines=$(for i in $(seq 0 $((NTXN - 1))); do
-  [ "${PATTERN:$((i % ${#PATTERN})):1}" = c ] && echo "txn $i commit ok" || echo "txn $i abort ok"
-done)
-[ "$(sed 's/ [0-9]* ms$//' "$work/produce.out")" = "$want_lines" ] || fail "produce: outcomes differ from the pattern"
 for p in $(seq 0 $((PARTS - 1))); do
   for i in $(seq 0 $((NTXN - 1))); do
     for j in $(seq "$p" "$PARTS" $((NMSG - 1))); do
@@ -108,13 +104,28 @@ for p in $(seq 0 $((PARTS - 1))); do
     done
   done
 done
-read_topic txn.t read_committed
-read_topic txn.t read_uncommitted
-expect_values "txn.t read_committed (the committed transactions)" "$work/txn.t.read_committed" "$work/want.committed"
-expect_values "txn.t read_uncommitted (all, aborted included)" "$work/txn.t.read_uncommitted" "$work/want.all"
-grep -F -x -f "$work/txn.t.read_committed" "$work/txn.t.read_uncommitted" >"$work/txn.t.same" || true
-cmp -s "$work/txn.t.same" "$work/txn.t.read_committed" ||
-  fail "txn.t: read_committed messages are not at the offsets read_uncommitted shows them at"
+want_lines=$(for i in $(seq 0 $((NTXN - 1))); do
+  [ "${PATTERN:$((i % ${#PATTERN})):1}" = c ] && echo "txn $i commit ok" || echo "txn $i abort ok"
+done)
+
+# commit_abort CODEC: the transactions to topic txn.CODEC, then both isolation levels read back.
+commit_abort() {
+  local codec=$1 t=txn.$1
+  echo "a. $NTXN transactions of $NMSG messages, pattern $PATTERN, compression $codec"
+  SL_TXN_COMPRESSION=$codec SL_RDKAFKA_DEBUG=msg run "produce.$codec" produce "$B" "$t" "$t.tx" "$NTXN" "$NMSG" "$PATTERN"
+  [ "$(sed 's/ [0-9]* ms$//' "$work/produce.$codec.out")" = "$want_lines" ] ||
+    fail "$t: produce outcomes differ from the pattern"
+  ! grep -m1 'not compressing' "$work/produce.$codec.err" || fail "$t: librdkafka sent batches uncompressed"
+  read_topic "$t" read_committed
+  read_topic "$t" read_uncommitted
+  expect_values "$t read_committed (the committed transactions)" "$work/$t.read_committed" "$work/want.committed"
+  expect_values "$t read_uncommitted (all, aborted included)" "$work/$t.read_uncommitted" "$work/want.all"
+  grep -F -x -f "$work/$t.read_committed" "$work/$t.read_uncommitted" >"$work/$t.same" || true
+  cmp -s "$work/$t.same" "$work/$t.read_committed" ||
+    fail "$t: read_committed messages are not at the offsets read_uncommitted shows them at"
+}
+
+for codec in none gzip snappy lz4 zstd; do commit_abort "$codec"; done
 
 # ---- b. the last stable offset ----
 echo "b. read_committed stops at the last stable offset"
@@ -159,7 +170,7 @@ expect_values "timeout.t read_uncommitted (the timed-out one too)" "$work/timeou
 
 # ---- e. offsets in a transaction ----
 echo "e. send_offsets_to_transaction: visible at commit only"
-run offsets offsets "$B" txn.t offsets.group offsets.tx && grep -qx 'offsets: ok' "$work/offsets.out" ||
+run offsets offsets "$B" txn.none offsets.group offsets.tx && grep -qx 'offsets: ok' "$work/offsets.out" ||
   fail "offsets: no 'offsets: ok' line"
 
 # ---- f. init_transactions and transaction.timeout.ms ----

@@ -70,6 +70,7 @@
  *
  * Exit: 0 ok, 1 a check failed or a client call failed (the line says what was
  * expected and what was seen), 2 usage, EXIT_BEHIND, EXIT_CRASH.
+ * SL_TXN_COMPRESSION=CODEC sets every producer's compression.codec.
  * SL_RDKAFKA_DEBUG=eos,msg,... turns on librdkafka's debug log (stderr).
  */
 #include <librdkafka/rdkafka.h>
@@ -269,6 +270,8 @@ static void producer_new(struct producer *p, const char *name, const char *boots
     rd_kafka_conf_t *conf = conf_new(bootstrap, name);
     conf_put(conf, "acks", "all");
     conf_put(conf, "linger.ms", "5");
+    const char *codec = getenv("SL_TXN_COMPRESSION");
+    if (codec && *codec) conf_put(conf, "compression.codec", codec);
     if (mode == MODE_IDEMPOTENT) conf_put(conf, "enable.idempotence", "true");
     if (mode == MODE_TXN) {
         conf_put(conf, "transactional.id", txn_id);
