@@ -9,6 +9,10 @@
 #      isolation.level=read_committed) = the 6 committed transactions, in
 #      order per partition; read_uncommitted (both readers) = all 9; each
 #      committed message sits at the same offset in both;
+#   a2. interleaving: six producers at once on one 3-partition topic, 30
+#      transactions of 9 messages each, patterns ca, cca, a, c, acc, caa:
+#      per producer, read_committed = exactly its committed transactions in
+#      order, read_uncommitted = all of them;
 #   b. the last stable offset (sl_txn lso, partition 0): with T1 open and a
 #      plain message behind it, LSO = T1's first offset and HW = the end; a
 #      read_committed reader gets nothing for 1 s, then T1 and the plain
@@ -126,6 +130,42 @@ commit_abort() {
 }
 
 for codec in none gzip snappy lz4 zstd; do commit_abort "$codec"; done
+
+# ---- a2. interleaved transactions of six producers ----
+echo "a2. six transactional producers at once, 30 transactions of 9 messages each, interleaved in 3 partitions"
+PATTERNS=(ca cca a c acc caa)
+pids=()
+for k in "${!PATTERNS[@]}"; do
+  "$tool" produce "$B" inter.t "inter.$k" 30 9 "${PATTERNS[$k]}" "p$k" >"$work/inter.$k.out" 2>"$work/inter.$k.err" &
+  pids+=($!)
+done
+for k in "${!pids[@]}"; do
+  wait "${pids[$k]}" || fail "inter.$k: sl_txn produce exited $? ($(tail -n 2 "$work/inter.$k.err"))"
+done
+read_topic inter.t read_committed
+read_topic inter.t read_uncommitted
+for k in "${!PATTERNS[@]}"; do
+  pat=${PATTERNS[$k]}
+  for p in $(seq 0 $((PARTS - 1))); do
+    for i in $(seq 0 29); do
+      for j in $(seq "$p" "$PARTS" 8); do
+        echo "$p p$k$i-msg$j" >>"$work/want.inter.$k.ru"
+        [ "${pat:$((i % ${#pat})):1}" = c ] && echo "$p p$k$i-msg$j" >>"$work/want.inter.$k.rc"
+      done
+    done
+  done
+  touch "$work/want.inter.$k.rc"
+  for iso in read_committed read_uncommitted; do
+    grep " p$k[0-9]*-msg" "$work/inter.t.$iso" >"$work/inter.t.$iso.$k"
+  done
+  expect_values "inter.t read_committed, producer $k ($pat)" "$work/inter.t.read_committed.$k" "$work/want.inter.$k.rc"
+  expect_values "inter.t read_uncommitted, producer $k ($pat)" "$work/inter.t.read_uncommitted.$k" "$work/want.inter.$k.ru"
+done
+for iso in read_committed read_uncommitted; do
+  want_n=$(cat "$work"/want.inter.*."$([ $iso = read_committed ] && echo rc || echo ru)" | wc -l)
+  got_n=$(wc -l <"$work/inter.t.$iso")
+  [ "$got_n" -eq "$want_n" ] || fail "inter.t $iso: $got_n messages, want $want_n (some belong to no producer)"
+done
 
 # ---- b. the last stable offset ----
 echo "b. read_committed stops at the last stable offset"

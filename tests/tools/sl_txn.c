@@ -4,12 +4,13 @@
  * one subcommand per role. Result lines go to stdout, flushed one by one;
  * diagnostics and librdkafka's warnings to stderr.
  *
- *   sl_txn produce BOOTSTRAP TOPIC TXN_ID NTXN NMSG PATTERN
+ *   sl_txn produce BOOTSTRAP TOPIC TXN_ID NTXN NMSG PATTERN [PREFIX]
  *     A transactional producer: NTXN transactions of NMSG messages (key TXN_ID,
- *     value "txn<i>-msg<j>", partition j % partitions), each committed or
- *     aborted as PATTERN says, repeating ("cca": commit, commit, abort, commit,
- *     ...). Before an abort the messages are flushed, so aborted data is in the
- *     log. Prints "txn <i> commit|abort ok <ms>".
+ *     value "<PREFIX><i>-msg<j>", PREFIX "txn" by default, partition j %
+ *     partitions), each committed or aborted as PATTERN says, repeating
+ *     ("cca": commit, commit, abort, commit, ...). Before an abort the
+ *     messages are flushed, so aborted data is in the log. Prints
+ *     "txn <i> commit|abort ok <ms>".
  *
  *   sl_txn consume BOOTSTRAP TOPIC read_committed|read_uncommitted
  *     Reads every partition from the beginning (assign, no group join) until
@@ -151,7 +152,7 @@ static void sleep_ms(long ms)
 
 _Noreturn static void usage(void)
 {
-    fputs("usage: sl_txn produce BOOTSTRAP TOPIC TXN_ID NTXN NMSG PATTERN\n"
+    fputs("usage: sl_txn produce BOOTSTRAP TOPIC TXN_ID NTXN NMSG PATTERN [PREFIX]\n"
           "       sl_txn consume BOOTSTRAP TOPIC read_committed|read_uncommitted\n"
           "       sl_txn fill BOOTSTRAP TOPIC N\n"
           "       sl_txn ctp BOOTSTRAP IN_TOPIC OUT_TOPIC GROUP TXN_ID BATCH IDLE_MS\n"
@@ -519,8 +520,9 @@ static void expect_nothing(rd_kafka_t *rk, const char *what, int64_t ms)
 
 static int cmd_produce(int argc, char **argv)
 {
-    if (argc != 8) usage();
+    if (argc != 8 && argc != 9) usage();
     const char *bootstrap = argv[2], *topic = argv[3], *txn_id = argv[4], *pattern = argv[7];
+    const char *prefix = argc == 9 ? argv[8] : "txn";
     long ntxn = parse_long(argv[5], "NTXN", 1, 100000), nmsg = parse_long(argv[6], "NMSG", 1, 100000);
     size_t plen = strlen(pattern);
     if (plen == 0 || strspn(pattern, "ca") != plen) {
@@ -538,7 +540,7 @@ static int cmd_produce(int argc, char **argv)
         producer_mark(&p);
         for (long j = 0; j < nmsg; j++) {
             char value[64];
-            snprintf(value, sizeof(value), "txn%ld-msg%ld", i, j);
+            snprintf(value, sizeof(value), "%.20s%ld-msg%ld", prefix, i, j);
             produce_must(&p, topic, (int32_t)(j % parts), txn_id, value);
         }
         if (!commit) flush_must(&p, "the messages of a transaction to abort");
