@@ -355,8 +355,8 @@ int16_t sl__ilog_marker(sl_ilog *l, int64_t pid, int16_t epoch, bool commit, sl_
 int64_t sl__ilog_durable_end(const sl_ilog *l);
 /* Writes every live record again (sl__ilog_append); adds the bytes and items written. */
 typedef int16_t (*sl_ilog_snapshot_fn)(void *arg, int64_t *bytes, int64_t *count);
-/* Compaction, when due (each second): drops segments below the last durable snapshot (and below keep_from),
-   or writes a new snapshot. */
+/* Compaction, when due (each second): drops segments below the last durable snapshot, or writes a new
+   snapshot; keep_from: the first offset the owner's snapshot does not supersede (INT64_MAX: none). */
 void sl__ilog_maintain(sl_ilog *l, int64_t keep_from, sl_ilog_snapshot_fn snapshot, void *arg);
 
 /* ---- the transaction coordinator (txn.c, h_txn.c) ---- */

@@ -188,8 +188,10 @@ void sl__ilog_maintain(sl_ilog *l, int64_t keep_from, sl_ilog_snapshot_fn snapsh
     if (l->snapshot_end >= 0 || l->bytes_since_snapshot <= due) return;
     sl_log *log = l->p->log;
     int64_t start = sl_log_end_offset(log), bytes = 0, count = 0;
-    /* Appends still waiting for their sync lie at or after the durable point; keep them. */
-    int64_t drop_before = SL_MIN(start, sl__ilog_durable_end(l));
+    /* Appends still waiting for their sync lie at or after the durable point; keep them. So is what the
+       owner says the snapshot does not cover (offsets of open transactions, which their marker settles
+       after it): fixed now, since that marker comes after the snapshot. */
+    int64_t drop_before = SL_MIN(SL_MIN(start, sl__ilog_durable_end(l)), keep_from);
     int16_t err = snapshot(arg, &bytes, &count);
     if (err) {
         SL_WARN("broker", "%s: snapshot failed (error %d); will retry", l->name, err);

@@ -612,3 +612,62 @@ SL_TEST(a_failed_marker_sync_is_retried_until_the_transaction_completes)
     stop(&w, fd);
     sl_fileio_fault_free(io);
 }
+
+static void commit_plain(int fd, const char *group, int64_t off)
+{
+    sl_OffsetCommitRequest m;
+    sl_OffsetCommitRequest_init(&m);
+    sl_OffsetCommitRequest_OffsetCommitRequestPartition p = {.PartitionIndex = 0, .CommittedOffset = off,
+                                                             .CommittedLeaderEpoch = -1, .CommittedMetadata = ks("meta")};
+    sl_OffsetCommitRequest_OffsetCommitRequestTopic t = {ks(T), {&p, 1}};
+    m.GroupId = ks(group);
+    m.GenerationIdOrMemberEpoch = -1;
+    m.MemberId = ks("");
+    m.GroupInstanceId = SL_KSTR_NULL;
+    m.Topics.items = &t;
+    m.Topics.count = 1;
+    sl_kreader r;
+    uint8_t *resp = wcall(fd, 8, 7, 70, (wenc_fn)sl_OffsetCommitRequest_encode, &m, &r);
+    sl_OffsetCommitResponse cr;
+    SL_CHECK_OK(sl_OffsetCommitResponse_decode(&cr, &r, 7, &arena));
+    SL_CHECK_INT(cr.Topics.items[0].Partitions.items[0].ErrorCode, 0);
+    sl_free(resp);
+}
+
+/* A snapshot of __consumer_offsets taken while a transaction holds offsets must not let compaction drop the
+   transaction's batch: its marker, after the snapshot, is what applies it. */
+SL_TEST(compaction_keeps_offsets_of_open_transactions)
+{
+    wbroker w;
+    wbroker_config(&w, NULL);
+    w.cfg.offsets_segment_bytes = 16 << 10;
+    w.cfg.offsets_compact_bytes = 32 << 10;
+    int fd = start(&w);
+    int64_t pid;
+    int16_t epoch;
+    init_txn(fd, "tx", 60000, &pid, &epoch);
+    SL_CHECK_INT(add_offsets(fd, "tx", pid, epoch, "g"), 0);
+    SL_CHECK_INT(txn_commit_offset(fd, "tx", pid, epoch, "g", 7), 0);
+    for (int i = 0; i < 400; i++) commit_plain(fd, "other", i); /* ~44 KB: a snapshot at the next tick */
+    int64_t end = wlist_offset(fd, "__consumer_offsets", 0, -1, &arena);
+    for (int i = 0; i < 300 && wlist_offset(fd, "__consumer_offsets", 0, -1, &arena) == end; i++) usleep(10 * 1000);
+    SL_CHECK(wlist_offset(fd, "__consumer_offsets", 0, -1, &arena) > end); /* the snapshot was written */
+    /* The transaction commits after that snapshot and before the tick that drops the segments before it. */
+    SL_CHECK_INT(end_txn(fd, "tx", pid, epoch, true), 0);
+    usleep(1500 * 1000);
+    SL_CHECK_INT(wlist_offset(fd, "__consumer_offsets", 0, -2, &arena), 0); /* the batch was kept */
+    SL_CHECK_INT(committed(fd, "g", true), 7);
+    for (int i = 0; i < 800; i++) commit_plain(fd, "other", 1000 + i);
+    int64_t start_off = 0;
+    for (int i = 0; i < 60 && start_off == 0; i++) {
+        usleep(100 * 1000);
+        start_off = wlist_offset(fd, "__consumer_offsets", 0, -2, &arena);
+    }
+    SL_CHECK(start_off > 0); /* a later snapshot holds the applied offset: the old segments went */
+    close(fd);
+    wbroker_stop(&w);
+    wbroker_start(&w);
+    fd = wconnect(w.port);
+    SL_CHECK_INT(committed(fd, "g", true), 7);
+    stop(&w, fd);
+}
