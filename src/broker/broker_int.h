@@ -307,8 +307,6 @@ int64_t sl__partition_lso(sl_partition *p);
 /* The aborted transactions overlapping [from, to) (marker >= from, first < to): up to max go to out;
    returns how many there are. */
 int sl__partition_aborted(sl_partition *p, int64_t from, int64_t to, sl_aborted_txn *out, int max);
-/* Whether pid has an open transaction here (data written, no marker yet). */
-bool sl__partition_txn_open(sl_partition *p, int64_t pid);
 /* Appends a COMMIT/ABORT control batch for pid (Kafka's 6-byte marker value): 0 with *offset, else a Kafka
    error. The caller waits for it to be durable. */
 int16_t sl__partition_write_marker(struct sl_broker *broker, sl_partition *p, int64_t pid, int16_t epoch,

@@ -205,12 +205,6 @@ int sl__partition_aborted(sl_partition *p, int64_t from, int64_t to, sl_aborted_
     return n;
 }
 
-bool sl__partition_txn_open(sl_partition *p, int64_t pid)
-{
-    sl_pentry *e = pfind(p->pstate, pid);
-    return e && e->txn_first >= 0;
-}
-
 /* Applies an appended batch (also when replaying the log). */
 static void apply(sl_pstate *s, const sl_batch_header *h, int64_t now_ms)
 {

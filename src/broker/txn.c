@@ -771,8 +771,11 @@ int sl__txn_open(sl_broker *b)
     int in_doubt = 0, open = 0;
     for (int i = 0; i < tc->hash_size; i++) {
         for (sl_txn *t = tc->hash[i]; t; t = t->hash_next) {
-            in_doubt += preparing(t);
             open += t->state == SL_TXN_ONGOING;
+            if (!preparing(t)) continue;
+            in_doubt++;
+            SL_INFO("txn", "transaction %s (producer %lld, epoch %d) was in %s at the last stop: writing its markers",
+                    t->id, (long long)t->pid, t->epoch, sl__txn_state_name(t->state));
             drive(tc, t); /* Prepare*: the markers again */
         }
     }
