@@ -172,6 +172,15 @@ int16_t sl__ilog_marker(sl_ilog *l, int64_t pid, int16_t epoch, bool commit, sl_
     return 0;
 }
 
+bool sl__ilog_expiry_due(sl_ilog *l, int64_t retention_ms)
+{
+    int64_t now = sl_mono_ns(l->broker->cfg.clock);
+    int64_t every_ns = SL_MIN((int64_t)60000, retention_ms / 4) * 1000000;
+    if (now - l->expired_ns < every_ns) return false;
+    l->expired_ns = now;
+    return true;
+}
+
 int64_t sl__ilog_durable_end(const sl_ilog *l)
 {
     sl_log *log = l->p->log;

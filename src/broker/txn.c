@@ -205,36 +205,24 @@ sl_txn *sl__txn_create(sl_tcoord *tc, const char *id, size_t len, int32_t timeou
 
 /* ---- the partitions of a transaction ---- */
 
-static int part_cmp(const sl_txn_part *p, const char *topic, size_t len, int32_t partition)
+static int part_lower_bound(const sl_txn *txn, const char *topic, size_t len, int32_t partition, bool *found)
 {
-    size_t plen = strlen(p->topic);
-    int c = memcmp(p->topic, topic, SL_MIN(plen, len));
-    if (c) return c;
-    if (plen != len) return plen < len ? -1 : 1;
-    return p->partition < partition ? -1 : p->partition > partition;
-}
-
-static int part_lower_bound(const sl_txn *txn, const char *topic, size_t len, int32_t partition)
-{
-    int lo = 0, hi = txn->nparts;
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (part_cmp(&txn->parts[mid], topic, len, partition) < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
+    return sl__tp_lower_bound(txn->parts, txn->nparts, sizeof *txn->parts, offsetof(sl_txn_part, topic),
+                              offsetof(sl_txn_part, partition), topic, len, partition, found);
 }
 
 bool sl__txn_has_part(const sl_txn *txn, const char *topic, size_t len, int32_t partition)
 {
-    int i = part_lower_bound(txn, topic, len, partition);
-    return i < txn->nparts && part_cmp(&txn->parts[i], topic, len, partition) == 0;
+    bool found;
+    part_lower_bound(txn, topic, len, partition, &found);
+    return found;
 }
 
 bool sl__txn_add_part(sl_txn *txn, const char *topic, size_t len, int32_t partition)
 {
-    int i = part_lower_bound(txn, topic, len, partition);
-    if (i < txn->nparts && part_cmp(&txn->parts[i], topic, len, partition) == 0) return false;
+    bool found;
+    int i = part_lower_bound(txn, topic, len, partition, &found);
+    if (found) return false;
     if (txn->nparts == txn->parts_cap) {
         txn->parts_cap = txn->parts_cap ? txn->parts_cap * 2 : 8;
         txn->parts = sl_realloc(txn->parts, sizeof *txn->parts * (size_t)txn->parts_cap);
@@ -651,12 +639,7 @@ static void on_tick(sl_loop *loop, sl_timer *timer)
             }
         }
     }
-    int64_t mono = sl_mono_ns(tc->broker->cfg.clock);
-    int64_t every_ns = SL_MIN((int64_t)60000, tc->broker->cfg.transactional_id_expiration_ms / 4) * 1000000;
-    if (mono - tc->expired_ns >= every_ns) {
-        tc->expired_ns = mono;
-        expire_ids(tc);
-    }
+    if (sl__ilog_expiry_due(&tc->ilog, tc->broker->cfg.transactional_id_expiration_ms)) expire_ids(tc);
     sl__ilog_maintain(&tc->ilog, INT64_MAX, write_snapshot, tc);
     sl_timer_start(loop, timer, SL_TXN_TICK_MS);
 }
