@@ -215,6 +215,12 @@ void sl__log_config_of(const struct sl_broker *broker, const sl_topic_config *tc
 /* Iterates topics in hash order (for Metadata "all topics" and shutdown). */
 sl_topic *sl__topic_next(struct sl_broker *broker, sl_topic *prev);
 
+/* Arrays kept sorted by (topic, partition) (a group's offsets, a transaction's partitions): the index of the
+   first of the n elements (each `size` bytes, topic a `char *` at topic_off, partition an int32_t at part_off)
+   not below the key; *found tells whether it is the key. */
+int sl__tp_lower_bound(const void *base, int n, size_t size, size_t topic_off, size_t part_off, const char *topic,
+                       size_t len, int32_t partition, bool *found);
+
 /* Describes configs: for DescribeConfigs. */
 typedef struct sl_tconf_entry {
     const char *name;
@@ -307,8 +313,6 @@ int64_t sl__partition_lso(sl_partition *p);
 /* The aborted transactions overlapping [from, to) (marker >= from, first < to): up to max go to out;
    returns how many there are. */
 int sl__partition_aborted(sl_partition *p, int64_t from, int64_t to, sl_aborted_txn *out, int max);
-/* Whether pid has an open transaction here (data written, no marker yet). */
-bool sl__partition_txn_open(sl_partition *p, int64_t pid);
 /* Appends a COMMIT/ABORT control batch for pid (Kafka's 6-byte marker value): 0 with *offset, else a Kafka
    error. The caller waits for it to be durable. */
 int16_t sl__partition_write_marker(struct sl_broker *broker, sl_partition *p, int64_t pid, int16_t epoch,
@@ -334,6 +338,7 @@ typedef struct sl_ilog {
     int64_t snapshot_bytes;         /* size of the last snapshot */
     int64_t snapshot_drop_before;   /* segments wholly below this go once the snapshot is durable */
     int64_t snapshot_end;           /* the snapshot's end offset (-1: no snapshot waiting to drop segments) */
+    int64_t expired_ns;             /* when the owner's expiry last ran */
 } sl_ilog;
 bool sl__topic_internal(const sl_topic *topic);
 /* Opens (creating the topic at first start) the internal topic `name`. */
@@ -351,12 +356,15 @@ int16_t sl__ilog_append_for(sl_ilog *l, sl_request *req, const sl_batch_header *
                             const sl_irec *recs, int n, sl_ilog_done_fn done, void *arg);
 /* Appends a transaction marker, waiting like sl__ilog_append. */
 int16_t sl__ilog_marker(sl_ilog *l, int64_t pid, int16_t epoch, bool commit, sl_produce_wait *w, bool *waiting);
+/* Whether the owner's expiry (of what has been idle retention_ms) should run now: each minute, or a quarter
+   of the retention when that is shorter. */
+bool sl__ilog_expiry_due(sl_ilog *l, int64_t retention_ms);
 /* The offset below which appends are durable (flush `os`: the high watermark). */
 int64_t sl__ilog_durable_end(const sl_ilog *l);
 /* Writes every live record again (sl__ilog_append); adds the bytes and items written. */
 typedef int16_t (*sl_ilog_snapshot_fn)(void *arg, int64_t *bytes, int64_t *count);
-/* Compaction, when due (each second): drops segments below the last durable snapshot (and below keep_from),
-   or writes a new snapshot. */
+/* Compaction, when due (each second): drops segments below the last durable snapshot, or writes a new
+   snapshot; keep_from: the first offset the owner's snapshot does not supersede (INT64_MAX: none). */
 void sl__ilog_maintain(sl_ilog *l, int64_t keep_from, sl_ilog_snapshot_fn snapshot, void *arg);
 
 /* ---- the transaction coordinator (txn.c, h_txn.c) ---- */

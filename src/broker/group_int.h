@@ -123,7 +123,6 @@ typedef struct sl_coord {
     sl_txn_offset *txn_offsets;     /* of open transactions, in commit order */
     int ntxn_offsets, txn_offsets_cap;
     sl_timer tick;                  /* maintenance, every second */
-    int64_t expired_ns;             /* when offsets expiry last ran */
 } sl_coord;
 
 /* ---- group.c ---- */

@@ -44,37 +44,24 @@
 
 /* ---- committed offsets of a group: a sorted array ---- */
 
-static int cmp_key(const sl_goffset *o, const char *topic, size_t len, int32_t partition)
+static int lower_bound(const sl_group *g, const char *topic, size_t len, int32_t partition, bool *found)
 {
-    size_t olen = strlen(o->topic);
-    int c = memcmp(o->topic, topic, SL_MIN(olen, len));
-    if (c) return c;
-    if (olen != len) return olen < len ? -1 : 1;
-    return o->partition < partition ? -1 : o->partition > partition;
-}
-
-static int lower_bound(const sl_group *g, const char *topic, size_t len, int32_t partition)
-{
-    int lo = 0, hi = g->noffsets;
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (cmp_key(&g->offsets[mid], topic, len, partition) < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
+    return sl__tp_lower_bound(g->offsets, g->noffsets, sizeof *g->offsets, offsetof(sl_goffset, topic),
+                              offsetof(sl_goffset, partition), topic, len, partition, found);
 }
 
 sl_goffset *sl__goffset_find(sl_group *g, const char *topic, size_t topic_len, int32_t partition)
 {
-    int i = lower_bound(g, topic, topic_len, partition);
-    if (i < g->noffsets && cmp_key(&g->offsets[i], topic, topic_len, partition) == 0) return &g->offsets[i];
-    return NULL;
+    bool found;
+    int i = lower_bound(g, topic, topic_len, partition, &found);
+    return found ? &g->offsets[i] : NULL;
 }
 
 sl_goffset *sl__goffset_get(sl_group *g, const char *topic, size_t topic_len, int32_t partition)
 {
-    int i = lower_bound(g, topic, topic_len, partition);
-    if (i < g->noffsets && cmp_key(&g->offsets[i], topic, topic_len, partition) == 0) return &g->offsets[i];
+    bool found;
+    int i = lower_bound(g, topic, topic_len, partition, &found);
+    if (found) return &g->offsets[i];
     if (g->noffsets == g->offsets_cap) {
         g->offsets_cap = g->offsets_cap ? g->offsets_cap * 2 : 8;
         g->offsets = sl_realloc(g->offsets, sizeof *g->offsets * (size_t)g->offsets_cap);
@@ -474,13 +461,7 @@ static void expire_groups(sl_coord *c)
 static void on_coord_tick(sl_loop *loop, sl_timer *timer)
 {
     sl_coord *c = timer->arg;
-    /* Expiry walks every group and offset: each minute (a quarter of the retention when that is shorter). */
-    int64_t now = sl_mono_ns(c->broker->cfg.clock);
-    int64_t every_ns = SL_MIN((int64_t)60000, c->broker->cfg.offsets_retention_ms / 4) * 1000000;
-    if (now - c->expired_ns >= every_ns) {
-        c->expired_ns = now;
-        expire_groups(c);
-    }
+    if (sl__ilog_expiry_due(&c->ilog, c->broker->cfg.offsets_retention_ms)) expire_groups(c);
     sl__offsets_maintain(c);
     sl_timer_start(loop, timer, 1000);
 }

@@ -182,7 +182,9 @@ int64_t sl__partition_lso(sl_partition *p)
     if (!s) return hw;
     while (s->txns_head < s->ntxns && s->txns[s->txns_head].end >= 0 && s->txns[s->txns_head].end < hw)
         s->txns_head++;
-    return s->txns_head < s->ntxns ? SL_MIN(s->txns[s->txns_head].first, hw) : hw;
+    if (s->txns_head == s->ntxns) return hw;
+    /* Retention may have deleted an open transaction's first batches: the LSO never falls below the start. */
+    return SL_MAX(SL_MIN(s->txns[s->txns_head].first, hw), sl_log_start_offset(p->log));
 }
 
 int sl__partition_aborted(sl_partition *p, int64_t from, int64_t to, sl_aborted_txn *out, int max)
@@ -201,12 +203,6 @@ int sl__partition_aborted(sl_partition *p, int64_t from, int64_t to, sl_aborted_
         n++;
     }
     return n;
-}
-
-bool sl__partition_txn_open(sl_partition *p, int64_t pid)
-{
-    sl_pentry *e = pfind(p->pstate, pid);
-    return e && e->txn_first >= 0;
 }
 
 /* Applies an appended batch (also when replaying the log). */

@@ -401,3 +401,31 @@ void sl__topics_close_all(sl_broker *broker)
     sl_free(broker->topic_hash);
     broker->topic_hash = NULL;
 }
+
+/* The element at e against the key. */
+static int tp_cmp(const char *e, size_t topic_off, size_t part_off, const char *topic, size_t len, int32_t partition)
+{
+    const char *t;
+    int32_t p;
+    memcpy(&t, e + topic_off, sizeof t);
+    memcpy(&p, e + part_off, sizeof p);
+    size_t tlen = strlen(t);
+    int c = memcmp(t, topic, SL_MIN(tlen, len));
+    if (c) return c;
+    if (tlen != len) return tlen < len ? -1 : 1;
+    return p < partition ? -1 : p > partition;
+}
+
+int sl__tp_lower_bound(const void *base, int n, size_t size, size_t topic_off, size_t part_off, const char *topic,
+                       size_t len, int32_t partition, bool *found)
+{
+    const char *b = base;
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (tp_cmp(b + (size_t)mid * size, topic_off, part_off, topic, len, partition) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    *found = lo < n && tp_cmp(b + (size_t)lo * size, topic_off, part_off, topic, len, partition) == 0;
+    return lo;
+}

@@ -205,36 +205,24 @@ sl_txn *sl__txn_create(sl_tcoord *tc, const char *id, size_t len, int32_t timeou
 
 /* ---- the partitions of a transaction ---- */
 
-static int part_cmp(const sl_txn_part *p, const char *topic, size_t len, int32_t partition)
+static int part_lower_bound(const sl_txn *txn, const char *topic, size_t len, int32_t partition, bool *found)
 {
-    size_t plen = strlen(p->topic);
-    int c = memcmp(p->topic, topic, SL_MIN(plen, len));
-    if (c) return c;
-    if (plen != len) return plen < len ? -1 : 1;
-    return p->partition < partition ? -1 : p->partition > partition;
-}
-
-static int part_lower_bound(const sl_txn *txn, const char *topic, size_t len, int32_t partition)
-{
-    int lo = 0, hi = txn->nparts;
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (part_cmp(&txn->parts[mid], topic, len, partition) < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
+    return sl__tp_lower_bound(txn->parts, txn->nparts, sizeof *txn->parts, offsetof(sl_txn_part, topic),
+                              offsetof(sl_txn_part, partition), topic, len, partition, found);
 }
 
 bool sl__txn_has_part(const sl_txn *txn, const char *topic, size_t len, int32_t partition)
 {
-    int i = part_lower_bound(txn, topic, len, partition);
-    return i < txn->nparts && part_cmp(&txn->parts[i], topic, len, partition) == 0;
+    bool found;
+    part_lower_bound(txn, topic, len, partition, &found);
+    return found;
 }
 
 bool sl__txn_add_part(sl_txn *txn, const char *topic, size_t len, int32_t partition)
 {
-    int i = part_lower_bound(txn, topic, len, partition);
-    if (i < txn->nparts && part_cmp(&txn->parts[i], topic, len, partition) == 0) return false;
+    bool found;
+    int i = part_lower_bound(txn, topic, len, partition, &found);
+    if (found) return false;
     if (txn->nparts == txn->parts_cap) {
         txn->parts_cap = txn->parts_cap ? txn->parts_cap * 2 : 8;
         txn->parts = sl_realloc(txn->parts, sizeof *txn->parts * (size_t)txn->parts_cap);
@@ -651,12 +639,7 @@ static void on_tick(sl_loop *loop, sl_timer *timer)
             }
         }
     }
-    int64_t mono = sl_mono_ns(tc->broker->cfg.clock);
-    int64_t every_ns = SL_MIN((int64_t)60000, tc->broker->cfg.transactional_id_expiration_ms / 4) * 1000000;
-    if (mono - tc->expired_ns >= every_ns) {
-        tc->expired_ns = mono;
-        expire_ids(tc);
-    }
+    if (sl__ilog_expiry_due(&tc->ilog, tc->broker->cfg.transactional_id_expiration_ms)) expire_ids(tc);
     sl__ilog_maintain(&tc->ilog, INT64_MAX, write_snapshot, tc);
     sl_timer_start(loop, timer, SL_TXN_TICK_MS);
 }
@@ -771,8 +754,11 @@ int sl__txn_open(sl_broker *b)
     int in_doubt = 0, open = 0;
     for (int i = 0; i < tc->hash_size; i++) {
         for (sl_txn *t = tc->hash[i]; t; t = t->hash_next) {
-            in_doubt += preparing(t);
             open += t->state == SL_TXN_ONGOING;
+            if (!preparing(t)) continue;
+            in_doubt++;
+            SL_INFO("txn", "transaction %s (producer %lld, epoch %d) was in %s at the last stop: writing its markers",
+                    t->id, (long long)t->pid, t->epoch, sl__txn_state_name(t->state));
             drive(tc, t); /* Prepare*: the markers again */
         }
     }

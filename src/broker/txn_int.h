@@ -62,7 +62,6 @@ typedef struct sl_tcoord {
     int ntxns;
     sl_link waits;          /* the coordinator's own produce waits (records and markers) */
     sl_timer tick;
-    int64_t expired_ns;     /* when expiry last ran */
     bool closing;
     int64_t timed_out, fenced, committed, aborted;
     int64_t marker_rounds;  /* transactions whose markers were started (--fault-exit-before-markers) */

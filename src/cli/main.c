@@ -109,6 +109,39 @@ static int bad(const char *opt, const char *value, const char *expect)
     return 2;
 }
 
+/* The coordinators' options and the test hooks. */
+static int parse_coordinator_opt(int c, const char *arg, sl_broker_config *cfg)
+{
+    long long v;
+    switch (c) {
+    case 'G':
+        if (parse_long(arg, 0, 300000, &v)) return bad("--group-initial-rebalance-delay", arg, "0 to 300000 ms");
+        cfg->group_initial_rebalance_delay_ms = (int32_t)v;
+        return 0;
+    case 's':
+        if (parse_long(arg, 1, INT32_MAX, &v)) return bad("--group-min-session-timeout", arg, "1 to 2147483647 ms");
+        cfg->group_min_session_timeout_ms = (int32_t)v;
+        return 0;
+    case 'S':
+        if (parse_long(arg, 1, INT32_MAX, &v)) return bad("--group-max-session-timeout", arg, "1 to 2147483647 ms");
+        cfg->group_max_session_timeout_ms = (int32_t)v;
+        return 0;
+    case 'Y':
+        if (parse_long(arg, 0, INT32_MAX, &v)) return bad("--fault-exit-before-markers", arg, "a count (0 = off)");
+        cfg->fault_exit_before_markers = v;
+        return 0;
+    case 'T':
+        if (parse_long(arg, 1, INT32_MAX, &v)) return bad("--transaction-max-timeout", arg, "1 to 2147483647 ms");
+        cfg->transaction_max_timeout_ms = (int32_t)v;
+        return 0;
+    case 'X':
+        if (parse_long(arg, 0, INT32_MAX, &v)) return bad("--fault-drop-produce-every", arg, "a count (0 = off)");
+        cfg->fault_drop_produce_every = v;
+        return 0;
+    }
+    return 2;
+}
+
 static int parse_broker_opt(int c, const char *arg, sl_broker_config *cfg)
 {
     long long v;
@@ -148,30 +181,6 @@ static int parse_broker_opt(int c, const char *arg, sl_broker_config *cfg)
         if (parse_long(arg, 1024, INT32_MAX, &v)) return bad("--fetch-max-bytes", arg, "1024 to 2147483647");
         cfg->fetch_max_bytes = (int32_t)v;
         return 0;
-    case 'G':
-        if (parse_long(arg, 0, 300000, &v)) return bad("--group-initial-rebalance-delay", arg, "0 to 300000 ms");
-        cfg->group_initial_rebalance_delay_ms = (int32_t)v;
-        return 0;
-    case 's':
-        if (parse_long(arg, 1, INT32_MAX, &v)) return bad("--group-min-session-timeout", arg, "1 to 2147483647 ms");
-        cfg->group_min_session_timeout_ms = (int32_t)v;
-        return 0;
-    case 'S':
-        if (parse_long(arg, 1, INT32_MAX, &v)) return bad("--group-max-session-timeout", arg, "1 to 2147483647 ms");
-        cfg->group_max_session_timeout_ms = (int32_t)v;
-        return 0;
-    case 'Y':
-        if (parse_long(arg, 0, INT32_MAX, &v)) return bad("--fault-exit-before-markers", arg, "a count (0 = off)");
-        cfg->fault_exit_before_markers = v;
-        return 0;
-    case 'T':
-        if (parse_long(arg, 1, INT32_MAX, &v)) return bad("--transaction-max-timeout", arg, "1 to 2147483647 ms");
-        cfg->transaction_max_timeout_ms = (int32_t)v;
-        return 0;
-    case 'X':
-        if (parse_long(arg, 0, INT32_MAX, &v)) return bad("--fault-drop-produce-every", arg, "a count (0 = off)");
-        cfg->fault_drop_produce_every = v;
-        return 0;
     case 'L': {
         static const char *const names[] = {"debug", "info", "warn", "error"};
         for (int i = 0; i < 4; i++)
@@ -182,7 +191,7 @@ static int parse_broker_opt(int c, const char *arg, sl_broker_config *cfg)
         return bad("--log-level", arg, "debug, info, warn or error");
     }
     }
-    return 2;
+    return parse_coordinator_opt(c, arg, cfg);
 }
 
 static int cmd_broker(int argc, char **argv, int64_t t_exec_ns)

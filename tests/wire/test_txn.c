@@ -165,6 +165,23 @@ static int64_t txn_produce(int fd, int64_t pid, int16_t epoch, int32_t seq, int 
     return base;
 }
 
+/* InitProducerId for "tx", then (nrec > 0) a transaction holding nrec records of T-0 from sequence 0. */
+static void open_txn(int fd, int32_t timeout_ms, int nrec, int64_t *pid, int16_t *epoch)
+{
+    init_txn(fd, "tx", timeout_ms, pid, epoch);
+    if (nrec <= 0) return;
+    SL_CHECK_INT(add_p0(fd, "tx", *pid, *epoch), 0);
+    SL_CHECK_INT(txn_produce(fd, *pid, *epoch, 0, nrec), 0);
+}
+
+/* A broker with its config as is, topic T, and open_txn(): returns the connection. */
+static int begin(wbroker *w, int32_t timeout_ms, int nrec, int64_t *pid, int16_t *epoch)
+{
+    int fd = start(w);
+    open_txn(fd, timeout_ms, nrec, pid, epoch);
+    return fd;
+}
+
 typedef struct fetched {
     int64_t hw, lso;
     int32_t naborted;            /* -1: null */
@@ -306,11 +323,10 @@ SL_TEST(init_producer_id_validates_and_bumps_the_epoch)
 SL_TEST(commit_and_abort_write_markers_and_move_the_lso)
 {
     wbroker w;
-    wbroker_config(&w, NULL);
-    int fd = start(&w);
     int64_t pid;
     int16_t epoch;
-    init_txn(fd, "tx", 60000, &pid, &epoch);
+    wbroker_config(&w, NULL);
+    int fd = begin(&w, 60000, 0, &pid, &epoch);
     SL_CHECK_INT(end_txn(fd, "tx", pid, epoch, true), SL_KERR_INVALID_TXN_STATE); /* nothing open */
     SL_CHECK_INT(add_p0(fd, "tx", pid, epoch), 0);
     SL_CHECK_INT(txn_produce(fd, pid, epoch, 0, 3), 0); /* 0-2, open */
@@ -362,12 +378,11 @@ SL_TEST(commit_and_abort_write_markers_and_move_the_lso)
 SL_TEST(requests_are_checked_with_kafkas_errors)
 {
     wbroker w;
-    wbroker_config(&w, NULL);
-    w.cfg.default_partitions = 2;
-    int fd = start(&w);
     int64_t pid;
     int16_t epoch;
-    init_txn(fd, "tx", 60000, &pid, &epoch);
+    wbroker_config(&w, NULL);
+    w.cfg.default_partitions = 2;
+    int fd = begin(&w, 60000, 0, &pid, &epoch);
     int32_t parts[2] = {0, 99};
     int16_t errs[2];
     SL_CHECK_INT(add_parts(fd, "tx", pid, epoch, T, parts, 2, errs), SL_KERR_OPERATION_NOT_ATTEMPTED);
@@ -399,13 +414,10 @@ SL_TEST(requests_are_checked_with_kafkas_errors)
 SL_TEST(a_new_instance_fences_the_old_one_and_aborts_its_transaction)
 {
     wbroker w;
-    wbroker_config(&w, NULL);
-    int fd = start(&w);
     int64_t pid;
     int16_t epoch;
-    init_txn(fd, "tx", 60000, &pid, &epoch);
-    SL_CHECK_INT(add_p0(fd, "tx", pid, epoch), 0);
-    SL_CHECK_INT(txn_produce(fd, pid, epoch, 0, 3), 0);
+    wbroker_config(&w, NULL);
+    int fd = begin(&w, 60000, 3, &pid, &epoch);
     int64_t pid2;
     int16_t epoch2;
     init_txn(fd, "tx", 60000, &pid2, &epoch2); /* CONCURRENT_TRANSACTIONS while the old one is aborted */
@@ -436,13 +448,10 @@ SL_TEST(a_new_instance_fences_the_old_one_and_aborts_its_transaction)
 SL_TEST(a_transaction_open_past_its_timeout_is_aborted)
 {
     wbroker w;
-    wbroker_config(&w, NULL);
-    int fd = start(&w);
     int64_t pid;
     int16_t epoch;
-    init_txn(fd, "tx", 300, &pid, &epoch);
-    SL_CHECK_INT(add_p0(fd, "tx", pid, epoch), 0);
-    SL_CHECK_INT(txn_produce(fd, pid, epoch, 0, 2), 0);
+    wbroker_config(&w, NULL);
+    int fd = begin(&w, 300, 2, &pid, &epoch);
     int64_t t0 = sl_mono_ns(sl_clock_system());
     while (latest(fd, 1) == 0) {
         SL_CHECK(sl_mono_ns(sl_clock_system()) - t0 < 5000000000LL);
@@ -513,11 +522,10 @@ static int64_t committed(int fd, const char *group, bool require_stable)
 SL_TEST(offsets_committed_in_a_transaction_become_visible_at_commit)
 {
     wbroker w;
-    wbroker_config(&w, NULL);
-    int fd = start(&w);
     int64_t pid;
     int16_t epoch;
-    init_txn(fd, "tx", 60000, &pid, &epoch);
+    wbroker_config(&w, NULL);
+    int fd = begin(&w, 60000, 0, &pid, &epoch);
     SL_CHECK_INT(add_p0(fd, "tx", pid, epoch), 0);
     /* Without AddOffsetsToTxn the group's offsets are not part of the transaction. */
     SL_CHECK_INT(txn_commit_offset(fd, "tx", pid, epoch, "g", 42), SL_KERR_INVALID_TXN_STATE);
@@ -555,13 +563,10 @@ SL_TEST(offsets_committed_in_a_transaction_become_visible_at_commit)
 SL_TEST(open_transactions_survive_a_restart)
 {
     wbroker w;
-    wbroker_config(&w, NULL);
-    int fd = start(&w);
     int64_t pid;
     int16_t epoch;
-    init_txn(fd, "tx", 60000, &pid, &epoch);
-    SL_CHECK_INT(add_p0(fd, "tx", pid, epoch), 0);
-    SL_CHECK_INT(txn_produce(fd, pid, epoch, 0, 3), 0);
+    wbroker_config(&w, NULL);
+    int fd = begin(&w, 60000, 3, &pid, &epoch);
     close(fd);
     wbroker_stop(&w);
     wbroker_start(&w);
@@ -591,14 +596,11 @@ SL_TEST(a_failed_marker_sync_is_retried_until_the_transaction_completes)
     sl_fileio_fault_cfg fc = {.fail_write_nth = 0, .fail_sync_nth = 0, .enospc_after = -1};
     sl_fileio *io = sl_fileio_fault_new(&fc);
     wbroker w;
-    wbroker_config(&w, NULL);
-    w.cfg.io = io;
-    int fd = start(&w);
     int64_t pid;
     int16_t epoch;
-    init_txn(fd, "tx", 60000, &pid, &epoch);
-    SL_CHECK_INT(add_p0(fd, "tx", pid, epoch), 0);
-    SL_CHECK_INT(txn_produce(fd, pid, epoch, 0, 2), 0);
+    wbroker_config(&w, NULL);
+    w.cfg.io = io;
+    int fd = begin(&w, 60000, 2, &pid, &epoch);
     /* The Prepare record's sync passes, the marker's fails: the log drops it, the coordinator writes it again. */
     fc.fail_sync_nth = sl_fileio_fault_syncs(io) + 2;
     sl_fileio_fault_set(io, &fc);
@@ -611,4 +613,62 @@ SL_TEST(a_failed_marker_sync_is_retried_until_the_transaction_completes)
     SL_CHECK(sl_fileio_fault_syncs(io) >= fc.fail_sync_nth); /* the failure did happen */
     stop(&w, fd);
     sl_fileio_fault_free(io);
+}
+
+static void commit_plain(int fd, const char *group, int64_t off)
+{
+    sl_OffsetCommitRequest m;
+    sl_OffsetCommitRequest_init(&m);
+    sl_OffsetCommitRequest_OffsetCommitRequestPartition p = {.PartitionIndex = 0, .CommittedOffset = off,
+                                                             .CommittedLeaderEpoch = -1, .CommittedMetadata = ks("meta")};
+    sl_OffsetCommitRequest_OffsetCommitRequestTopic t = {ks(T), {&p, 1}};
+    m.GroupId = ks(group);
+    m.GenerationIdOrMemberEpoch = -1;
+    m.MemberId = ks("");
+    m.GroupInstanceId = SL_KSTR_NULL;
+    m.Topics.items = &t;
+    m.Topics.count = 1;
+    sl_kreader r;
+    uint8_t *resp = wcall(fd, 8, 7, 70, (wenc_fn)sl_OffsetCommitRequest_encode, &m, &r);
+    sl_OffsetCommitResponse cr;
+    SL_CHECK_OK(sl_OffsetCommitResponse_decode(&cr, &r, 7, &arena));
+    SL_CHECK_INT(cr.Topics.items[0].Partitions.items[0].ErrorCode, 0);
+    sl_free(resp);
+}
+
+/* A snapshot of __consumer_offsets taken while a transaction holds offsets must not let compaction drop the
+   transaction's batch: its marker, after the snapshot, is what applies it. */
+SL_TEST(compaction_keeps_offsets_of_open_transactions)
+{
+    wbroker w;
+    int64_t pid;
+    int16_t epoch;
+    wbroker_config(&w, NULL);
+    w.cfg.offsets_segment_bytes = 16 << 10;
+    w.cfg.offsets_compact_bytes = 32 << 10;
+    int fd = begin(&w, 60000, 0, &pid, &epoch);
+    SL_CHECK_INT(add_offsets(fd, "tx", pid, epoch, "g"), 0);
+    SL_CHECK_INT(txn_commit_offset(fd, "tx", pid, epoch, "g", 7), 0);
+    for (int i = 0; i < 400; i++) commit_plain(fd, "other", i); /* ~44 KB: a snapshot at the next tick */
+    int64_t end = wlist_offset(fd, "__consumer_offsets", 0, -1, &arena);
+    for (int i = 0; i < 300 && wlist_offset(fd, "__consumer_offsets", 0, -1, &arena) == end; i++) usleep(10 * 1000);
+    SL_CHECK(wlist_offset(fd, "__consumer_offsets", 0, -1, &arena) > end); /* the snapshot was written */
+    /* The transaction commits after that snapshot and before the tick that drops the segments before it. */
+    SL_CHECK_INT(end_txn(fd, "tx", pid, epoch, true), 0);
+    usleep(1500 * 1000);
+    SL_CHECK_INT(wlist_offset(fd, "__consumer_offsets", 0, -2, &arena), 0); /* the batch was kept */
+    SL_CHECK_INT(committed(fd, "g", true), 7);
+    for (int i = 0; i < 800; i++) commit_plain(fd, "other", 1000 + i);
+    int64_t start_off = 0;
+    for (int i = 0; i < 60 && start_off == 0; i++) {
+        usleep(100 * 1000);
+        start_off = wlist_offset(fd, "__consumer_offsets", 0, -2, &arena);
+    }
+    SL_CHECK(start_off > 0); /* a later snapshot holds the applied offset: the old segments went */
+    close(fd);
+    wbroker_stop(&w);
+    wbroker_start(&w);
+    fd = wconnect(w.port);
+    SL_CHECK_INT(committed(fd, "g", true), 7);
+    stop(&w, fd);
 }
