@@ -156,7 +156,7 @@ for k in "${!PATTERNS[@]}"; do
   done
   touch "$work/want.inter.$k.rc"
   for iso in read_committed read_uncommitted; do
-    grep " p$k[0-9]*-msg" "$work/inter.t.$iso" >"$work/inter.t.$iso.$k"
+    grep " p${k}[0-9]*-msg" "$work/inter.t.$iso" >"$work/inter.t.$iso.$k"
   done
   expect_values "inter.t read_committed, producer $k ($pat)" "$work/inter.t.read_committed.$k" "$work/want.inter.$k.rc"
   expect_values "inter.t read_uncommitted, producer $k ($pat)" "$work/inter.t.read_uncommitted.$k" "$work/want.inter.$k.ru"
