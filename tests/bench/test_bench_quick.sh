@@ -29,6 +29,7 @@ for mode in ("always", "os"):
 for parts in (1, 16):
     need(system="sluice", mode="always", op="produce-plain", size=100, partitions=parts)
     need(system="sluice", mode="always", op="produce-idempotent", size=100, partitions=parts)
+    need(system="sluice", mode="always", op="produce-transactional", size=100, partitions=parts)
 need(system="mock", op="produce", size=100)
 meta, lim = res["meta"], res["limits"]
 assert meta["startup_median_ms"] > 0 and meta["sluice_idle_rss_kib"] > 0
@@ -36,7 +37,7 @@ assert meta["recovery"]["warm"]["bytes"] > 0 and meta["recovery"]["cold"]["bytes
 assert lim["disk"]["fsync4k"]["p50_us"] > 0 and lim["net"]["tcp_bw"]["mb_per_s"] > 0
 print("bench quick run: %d results, all complete" % len(rows))
 PY
-for section in "## Produce" "## Consume" "## Latency" "## Cost of idempotence" "## This machine's limits" \
+for section in "## Produce" "## Consume" "## Latency" "## Cost of exactly-once" "## This machine's limits" \
   "## Goals of issue 3"; do
   grep -q "^$section" "$out/latest.md" || { echo "FAIL: latest.md lacks '$section'" >&2; exit 1; }
 done
