@@ -3,7 +3,8 @@
 #   make demo     install what is missing, build, start `sluice broker` (Ctrl-C stops it)
 #   make test     install what is missing, build with -Werror (gcc), run every ctest test,
 #                 then rebuild with clang + ASan/UBSan and run the unit, wire, fuzz-corpus and
-#                 real-client tests again (the clients drive the sanitized broker)
+#                 real-client tests again (the clients drive the sanitized broker), then the
+#                 resilience layer's tests once more under ThreadSanitizer
 #   make fuzz     libFuzzer on every fuzz target (FUZZ_SECONDS each, default 60)
 #   make bench    Sluice vs Redis Streams, NATS JetStream, librdkafka's mock broker and this
 #                 machine's disk and loopback limits: bench/results/latest.md + charts
@@ -14,6 +15,7 @@
 JOBS ?= 2
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 DATA ?= ./data
@@ -21,7 +23,7 @@ LISTEN ?= 127.0.0.1:9092
 
 BENCH_ARGS ?=
 
-.PHONY: all build demo test test-main test-asan fuzz bench crash-long check format clean
+.PHONY: all build demo test test-main test-asan test-tsan fuzz bench crash-long check format clean
 
 all: build
 
@@ -48,6 +50,7 @@ test:
 	$(MAKE) --no-print-directory check
 	$(MAKE) --no-print-directory test-main
 	$(MAKE) --no-print-directory test-asan
+	$(MAKE) --no-print-directory test-tsan
 
 test-main:
 	cmake -S . -B $(BUILD) -DSL_WERROR=ON >/dev/null
@@ -59,6 +62,15 @@ test-asan:
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure -j$(JOBS) -L 'unit|wire|fuzz|compat'
+
+# Only what is multi-threaded by design and has no I/O: the resilience policies (their tests share one
+# policy between threads). Builds just those test programs.
+test-tsan:
+	CC=clang cmake -S . -B $(TSAN_BUILD) -DSL_WERROR=ON -DSL_TSAN=ON >/dev/null
+	cmake --build $(TSAN_BUILD) -j$(JOBS) --target $$(cd $(TSAN_BUILD) && cmake --build . --target help | \
+		sed -n 's/^\.\.\. \(unit_resilience_[a-z_]*\).*/\1/p' | tr '\n' ' ')
+	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+		ctest --output-on-failure -j$(JOBS) -R '^unit\.resilience\.'
 
 fuzz:
 	@scripts/deps.sh fuzz
