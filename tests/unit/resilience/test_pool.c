@@ -254,7 +254,8 @@ static void flood_task(void *arg)
 {
     (void)arg;
     volatile int spin = 0;
-    for (int i = 0; i < 2000; i++) spin += i;
+    for (int i = 0; i < 2000; i++) spin = spin + i;
+    SL_CHECK(spin == 1999 * 1000);
     atomic_fetch_add(&flood.executed, 1);
 }
 
