@@ -188,6 +188,43 @@ SL_TEST(token_bucket_threads_take_exactly_the_burst)
     sl_token_bucket_free(mt_tb);
 }
 
+/* Threads on a shared clock that moves 1 ns per read: a token (1 us) appears every thousand calls, all
+   through the run, and the threads race for each. GCRA's bound holds over the whole run: at most
+   burst + elapsed / T tokens, and since demand always exceeds supply, at least elapsed / T - 1. */
+static _Atomic int64_t tick_now;
+static int64_t tick_time(void *arg)
+{
+    (void)arg;
+    return atomic_fetch_add(&tick_now, 1) + 1;
+}
+
+static void *tb_tick_worker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 50000; i++)
+        if (sl_token_bucket_acquire(mt_tb, 1, NULL) == 0) atomic_fetch_add(&mt_taken, 1);
+    return NULL;
+}
+
+SL_TEST(token_bucket_threads_racing_for_each_token_never_exceed_the_bound)
+{
+    atomic_store(&tick_now, 0);
+    sl_res_clock ticking = {tick_time, NULL, NULL};
+    SL_CHECK_OK(sl_token_bucket_new(1e6, 10, &ticking, &mt_tb, NULL, 0));
+    atomic_store(&mt_taken, 0);
+    int64_t start = atomic_load(&tick_now);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, tb_tick_worker, NULL);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    int64_t elapsed = atomic_load(&tick_now) - start, taken = atomic_load(&mt_taken);
+    printf("%lld ns of ticks: %lld tokens taken (bound %lld)\n", (long long)elapsed, (long long)taken,
+           (long long)(10 + elapsed / 1000));
+    SL_CHECK_INT(elapsed, 4 * 50000);
+    SL_CHECK(taken <= 10 + elapsed / 1000);
+    SL_CHECK(taken >= elapsed / 1000 - 1);
+    sl_token_bucket_free(mt_tb);
+}
+
 /* ---------------------------------------------------------------- sliding window */
 
 static sl_sliding_window *sw_make(int32_t limit, int64_t window_ns, int32_t buckets, int32_t max_keys)
@@ -287,6 +324,22 @@ SL_TEST(sliding_window_edges_at_window_and_bucket_boundaries)
     SL_CHECK_OK(sw_key(sw, "b", NULL));                   /* bucket 0 is out */
     SL_CHECK_INT(sw_key(sw, "c", &retry), SL_RES_E_RATE); /* bucket 1 is in */
     SL_CHECK_INT(retry, 100 * MS);
+    sl_sliding_window_free(sw);
+}
+
+SL_TEST(sliding_window_counts_a_late_clock_read_at_the_latest_time_seen)
+{
+    /* Two threads read the clock at 2 s - 1 and 2 s; the later read is admitted first. The earlier one
+       must not be counted in bucket 19, whose ring slot the ring has already left (it holds bucket 20 now,
+       and bucket 19's window would skip it): counted at 2 s, it is refused, as 1 ns apart they must be. */
+    sim_now = 0;
+    sl_sliding_window *sw = sw_make(1, SEC, 10, 16);
+    sim_now = 2 * SEC;
+    SL_CHECK_OK(sw_key(sw, "k", NULL));
+    sim_now = 2 * SEC - 1;
+    int64_t retry = 0;
+    SL_CHECK_INT(sw_key(sw, "k", &retry), SL_RES_E_RATE);
+    SL_CHECK_INT(retry, 3100 * MS - 1 - sim_now); /* bucket 20 leaves at 3.1 s - 1 */
     sl_sliding_window_free(sw);
 }
 
