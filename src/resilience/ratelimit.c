@@ -117,8 +117,10 @@ int sl_token_bucket_acquire(sl_token_bucket *tb, int32_t n, int64_t *retry_after
 
 typedef struct sw_node {
     int64_t last_ns; /* the latest call the key saw (admitted or not): calls are counted at max(now, this) */
-    int64_t newest;  /* the newest bucket index the ring holds */
+    int64_t newest;  /* the newest bucket index the ring holds, in counts[newest_slot] */
+    int64_t total;   /* the sum of the ring */
     uint64_t hash;
+    int32_t newest_slot;
     int32_t next; /* the chain (or the free list); SW_NONE ends it */
     int32_t key_len;
     int32_t counts[]; /* a ring of sw->ring counters, then key_bytes_max bytes of key */
@@ -127,6 +129,7 @@ typedef struct sw_node {
 struct sl_sliding_window {
     int32_t limit, ring, max_keys, key_bytes_max;
     int64_t window_ns, bucket_ns;
+    int64_t window_whole, window_rest; /* window_ns = window_whole x bucket_ns + window_rest */
     sl_res_clock clock;
     uint64_t seed;
     size_t node_size;
@@ -160,10 +163,9 @@ static int64_t floor_div(int64_t a, int64_t b)
     int64_t q = a / b;
     return (a % b != 0 && a < 0) ? q - 1 : q;
 }
-static inline int32_t *ring_slot(const sl_sliding_window *sw, sw_node *n, int64_t bucket)
+static inline int32_t ring_next(const sl_sliding_window *sw, int32_t slot)
 {
-    int64_t i = bucket % sw->ring;
-    return &n->counts[i < 0 ? i + sw->ring : i];
+    return slot + 1 == sw->ring ? 0 : slot + 1;
 }
 
 static uint64_t key_hash(uint64_t seed, const char *key, size_t len)
@@ -204,11 +206,18 @@ static int check_config(const sl_sliding_window_config *cfg, char *err, size_t e
     return 0;
 }
 
-static void node_reset(const sl_sliding_window *sw, sw_node *n, int64_t now)
+static void ring_clear(const sl_sliding_window *sw, sw_node *n, int64_t k)
 {
     memset(n->counts, 0, (size_t)sw->ring * sizeof n->counts[0]);
+    n->total = 0;
+    n->newest = k;
+    n->newest_slot = (int32_t)(k - floor_div(k, sw->ring) * sw->ring);
+}
+
+static void node_reset(const sl_sliding_window *sw, sw_node *n, int64_t now)
+{
+    ring_clear(sw, n, floor_div(now, sw->bucket_ns));
     n->last_ns = now;
-    n->newest = floor_div(now, sw->bucket_ns);
 }
 
 static void table_init(sl_sliding_window *sw)
@@ -236,6 +245,8 @@ int sl_sliding_window_new(const sl_sliding_window_config *cfg, sl_sliding_window
     sw->limit = cfg->limit;
     sw->window_ns = cfg->window_ns;
     sw->bucket_ns = cfg->window_ns / cfg->buckets;
+    sw->window_whole = cfg->window_ns / sw->bucket_ns;
+    sw->window_rest = cfg->window_ns % sw->bucket_ns;
     sw->ring = (int32_t)((cfg->window_ns + sw->bucket_ns - 1) / sw->bucket_ns) + 1;
     sw->max_keys = cfg->max_keys;
     sw->key_bytes_max = cfg->key_bytes_max;
@@ -275,31 +286,43 @@ static void ring_advance(const sl_sliding_window *sw, sw_node *n, int64_t k)
 {
     if (k <= n->newest) return;
     if (k - n->newest >= sw->ring) {
-        memset(n->counts, 0, (size_t)sw->ring * sizeof n->counts[0]);
-    } else {
-        for (int64_t b = n->newest + 1; b <= k; b++) *ring_slot(sw, n, b) = 0;
+        ring_clear(sw, n, k);
+        return;
     }
-    n->newest = k;
+    for (; n->newest < k; n->newest++) {
+        n->newest_slot = ring_next(sw, n->newest_slot);
+        n->total -= n->counts[n->newest_slot];
+        n->counts[n->newest_slot] = 0;
+    }
+    SL_ASSERT(n->total >= 0);
 }
 
-/* The admission rule (see the file comment), with the node's lock held. */
+/* The admission rule (see the file comment), with the node's lock held. One division: bucket k of t, and
+   the first bucket overlapping (t - window, t] from t's offset in it (t - window + 1 = (k - window_whole) x
+   bucket_ns + x, with x in (-bucket_ns, bucket_ns]). The ring holds buckets k - ring + 1 .. k; the window
+   starts at the oldest or the one after it, so its sum is the ring's total, less the oldest or not. */
 static int window_admit(const sl_sliding_window *sw, sw_node *n, int64_t now, int64_t *retry_after_ns)
 {
     int64_t t = now > n->last_ns ? now : n->last_ns;
     int64_t k = floor_div(t, sw->bucket_ns);
-    int64_t first = floor_div(t - sw->window_ns + 1, sw->bucket_ns);
-    SL_ASSERT(first <= k && k - first < sw->ring);
+    int64_t x = t - k * sw->bucket_ns - sw->window_rest + 1;
+    int64_t first = k - sw->window_whole + (x < 0 ? -1 : x >= sw->bucket_ns ? 1 : 0);
     ring_advance(sw, n, k);
     n->last_ns = t;
-    int64_t sum = 0;
-    for (int64_t b = first; b <= k; b++) sum += *ring_slot(sw, n, b);
+    int64_t skip = first - (k - sw->ring + 1); /* ring buckets older than the window: 0 or 1 */
+    SL_ASSERT(skip == 0 || skip == 1);
+    int32_t slot = ring_next(sw, n->newest_slot); /* the oldest */
+    int64_t sum = n->total - (skip ? n->counts[slot] : 0);
     if (SL_LIKELY(sum + 1 <= sw->limit)) {
-        (*ring_slot(sw, n, k))++;
+        n->counts[n->newest_slot]++;
+        n->total++;
         return 0;
     }
     if (retry_after_ns) { /* when the oldest buckets holding sum + 1 - limit calls have left the window */
+        if (skip) slot = ring_next(sw, slot);
         int64_t dropped = 0, b = first;
-        for (; b < k && dropped + *ring_slot(sw, n, b) < sum + 1 - sw->limit; b++) dropped += *ring_slot(sw, n, b);
+        for (; b < k && dropped + n->counts[slot] < sum + 1 - sw->limit; b++, slot = ring_next(sw, slot))
+            dropped += n->counts[slot];
         *retry_after_ns = (b + 1) * sw->bucket_ns + sw->window_ns - 1 - now;
         SL_ASSERT(*retry_after_ns > 0);
     }

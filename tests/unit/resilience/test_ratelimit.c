@@ -453,6 +453,12 @@ SL_TEST(sliding_window_never_admits_more_than_its_limit_in_any_window)
     sw_property(20, 1000, 7, 20000, 20);          /* 142 ns buckets: 1000 is not a multiple */
     sw_property(1, 1000, 1, 20000, 300);          /* one bucket, limit 1 */
     sw_property(100, 10 * MS, 100, 20000, 50000); /* the finest buckets */
+    for (int i = 0; i < 40; i++) {                /* any shape: windows that are no multiple of the bucket */
+        int32_t buckets = 1 + (int32_t)(rng() % 100);
+        int64_t window = buckets + (int64_t)(rng() % 5000);
+        int32_t limit = 1 + (int32_t)(rng() % 30);
+        sw_property(limit, window, buckets, 5000, SL_MAX(1, window / limit / 2));
+    }
 }
 
 /* Threads: 8 keys for a table of 4, a window of an hour (nothing goes idle): exactly 4 keys ever get in,
