@@ -126,17 +126,33 @@ typedef struct sw_node {
     int32_t counts[]; /* a ring of sw->ring counters, then key_bytes_max bytes of key */
 } sw_node;
 
+#define SW_LINE 64
+
+/* A stripe's mutex on its own cache line, so threads on different stripes do not slow each other. */
+typedef struct sw_stripe {
+    _Alignas(SW_LINE) pthread_mutex_t mu;
+} sw_stripe;
+
+/* n bytes aligned to a cache line, from sl_calloc; *mem is what to sl_free. */
+static void *calloc_lines(size_t n, void **mem)
+{
+    *mem = sl_calloc(1, n + SW_LINE);
+    return (void *)(((uintptr_t)*mem + SW_LINE - 1) & ~(uintptr_t)(SW_LINE - 1));
+}
+
 struct sl_sliding_window {
     int32_t limit, ring, max_keys, key_bytes_max;
     int64_t window_ns, bucket_ns;
     int64_t window_whole, window_rest; /* window_ns = window_whole x bucket_ns + window_rest */
     sl_res_clock clock;
     uint64_t seed;
-    size_t node_size;
-    uint8_t *nodes; /* max_keys nodes of node_size bytes */
+    size_t node_size; /* a multiple of the cache line: two keys' nodes never share one */
+    uint8_t *nodes;   /* max_keys nodes of node_size bytes, line-aligned (nodes_mem is the allocation) */
+    void *nodes_mem;
     int32_t *heads; /* head_mask + 1 chains */
     uint32_t head_mask, stripe_mask;
-    pthread_mutex_t *stripes; /* chain h is guarded by stripes[h & stripe_mask] */
+    sw_stripe *stripes; /* chain h is guarded by stripes[h & stripe_mask].mu */
+    void *stripes_mem;
     pthread_mutex_t free_mu;
     int32_t free_head, free_count;
     pthread_mutex_t sweep_mu;
@@ -228,9 +244,9 @@ static void table_init(sl_sliding_window *sw)
     sw->stripe_mask = SL_MIN(heads, SW_STRIPES_MAX) - 1;
     sw->heads = sl_malloc(heads * sizeof *sw->heads);
     for (uint32_t i = 0; i < heads; i++) sw->heads[i] = SW_NONE;
-    sw->stripes = sl_calloc(sw->stripe_mask + 1, sizeof *sw->stripes);
-    for (uint32_t i = 0; i <= sw->stripe_mask; i++) pthread_mutex_init(&sw->stripes[i], NULL);
-    sw->nodes = sl_calloc((size_t)sw->max_keys, sw->node_size);
+    sw->stripes = calloc_lines((sw->stripe_mask + 1) * sizeof *sw->stripes, &sw->stripes_mem);
+    for (uint32_t i = 0; i <= sw->stripe_mask; i++) pthread_mutex_init(&sw->stripes[i].mu, NULL);
+    sw->nodes = calloc_lines((size_t)sw->max_keys * sw->node_size, &sw->nodes_mem);
     for (int32_t i = 0; i < sw->max_keys; i++) node_at(sw, i)->next = i + 1 < sw->max_keys ? i + 1 : SW_NONE;
     sw->free_head = 0;
     sw->free_count = sw->max_keys;
@@ -255,7 +271,7 @@ int sl_sliding_window_new(const sl_sliding_window_config *cfg, sl_sliding_window
     _Atomic uint64_t seed = (uint64_t)now ^ (uint64_t)(uintptr_t)sw; /* ASLR makes it differ per process */
     sw->seed = sl__res_rand(&seed);
     size_t bytes = sizeof(sw_node) + (size_t)sw->ring * sizeof(int32_t) + (size_t)sw->key_bytes_max;
-    sw->node_size = (bytes + 7) & ~(size_t)7;
+    sw->node_size = (bytes + SW_LINE - 1) & ~(size_t)(SW_LINE - 1);
     table_init(sw);
     pthread_mutex_init(&sw->free_mu, NULL);
     pthread_mutex_init(&sw->sweep_mu, NULL);
@@ -270,13 +286,13 @@ int sl_sliding_window_new(const sl_sliding_window_config *cfg, sl_sliding_window
 void sl_sliding_window_free(sl_sliding_window *sw)
 {
     if (!sw) return;
-    for (uint32_t i = 0; i <= sw->stripe_mask; i++) pthread_mutex_destroy(&sw->stripes[i]);
+    for (uint32_t i = 0; i <= sw->stripe_mask; i++) pthread_mutex_destroy(&sw->stripes[i].mu);
     pthread_mutex_destroy(&sw->free_mu);
     pthread_mutex_destroy(&sw->sweep_mu);
     pthread_mutex_destroy(&sw->global_mu);
-    sl_free(sw->stripes);
+    sl_free(sw->stripes_mem);
     sl_free(sw->heads);
-    sl_free(sw->nodes);
+    sl_free(sw->nodes_mem);
     sl_free(sw->global);
     sl_free(sw);
 }
@@ -386,10 +402,10 @@ static void sweep(sl_sliding_window *sw, int64_t now)
     pthread_mutex_lock(&sw->sweep_mu);
     int64_t earliest = INT64_MAX;
     for (uint32_t s = 0; s <= sw->stripe_mask; s++) {
-        pthread_mutex_lock(&sw->stripes[s]);
+        pthread_mutex_lock(&sw->stripes[s].mu);
         for (uint32_t h = s; h <= sw->head_mask; h += sw->stripe_mask + 1)
             earliest = SL_MIN(earliest, chain_evict(sw, h, now));
-        pthread_mutex_unlock(&sw->stripes[s]);
+        pthread_mutex_unlock(&sw->stripes[s].mu);
     }
     /* A node inserted behind the sweep's back goes idle at now + window_ns at the earliest. */
     atomic_store(&sw->next_sweep_ns, SL_MIN(earliest, now + sw->window_ns));
@@ -409,7 +425,7 @@ static void next_sweep_lower(sl_sliding_window *sw, int64_t t)
 static sw_node *find_or_insert(sl_sliding_window *sw, uint32_t head, uint64_t hash, const char *key, size_t len,
                                int64_t now, int64_t *retry_after_ns)
 {
-    pthread_mutex_t *stripe = &sw->stripes[head & sw->stripe_mask];
+    pthread_mutex_t *stripe = &sw->stripes[head & sw->stripe_mask].mu;
     sw_node *n = chain_find(sw, head, hash, key, len);
     if (n) return n;
     chain_evict(sw, head, now);
@@ -447,7 +463,7 @@ int sl_sliding_window_acquire(sl_sliding_window *sw, const char *key, size_t key
     if (key_len > (size_t)sw->key_bytes_max) return SL_RES_E_INVALID;
     uint64_t hash = key_hash(sw->seed, key, key_len);
     uint32_t head = (uint32_t)hash & sw->head_mask;
-    pthread_mutex_t *stripe = &sw->stripes[head & sw->stripe_mask];
+    pthread_mutex_t *stripe = &sw->stripes[head & sw->stripe_mask].mu;
     pthread_mutex_lock(stripe);
     sw_node *n = find_or_insert(sw, head, hash, key, key_len, now, retry_after_ns);
     int rc = n ? window_admit(sw, n, now, retry_after_ns) : SL_RES_E_RATE;
