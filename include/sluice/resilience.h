@@ -380,9 +380,15 @@ int sl_sliding_window_acquire(sl_sliding_window *sw, const char *key, size_t key
  * + queue, smoothed), between a floor and a ceiling, starting with slow start (doubling until the first
  * drop). Priority partitions shed low-priority work first: priority p may use only share[p] of the limit.
  *
- *   SLOW_START --first drop (gradient: or an RTT >= 2 x min RTT)--> STEADY
- *   STEADY --gradient: gradient_probe_ns since min RTT was measured--> PROBE: the limit held at
- *     max(min_limit, gradient_queue) until 16 calls started under it have measured min RTT again --> STEADY
+ *   SLOW_START --AIMD: first drop--> STEADY
+ *   SLOW_START --gradient: a drop, or the median RTT of the last calls >= 2 x min RTT: the estimate drops
+ *     to the knee--> PROBE (STEADY when gradient_probe_ns is 0)
+ *   STEADY --gradient: gradient_probe_ns since the last PROBE--> PROBE
+ *   PROBE: the limit held at max(min_limit, gradient_queue) until 32 calls started under it have measured
+ *     min RTT (their median) --> STEADY
+ * Gradient: once per window of calls (an RTT, 8 calls at least), gradient = min RTT x (1 + tolerance) /
+ * median RTT, clamped to [0.5, 1]; the limit settles near N x (1 + tolerance) + queue for a dependency that
+ * serves N calls at once. docs/internals/resilience.md has the reasons and the simulations.
  * ====================================================================== */
 
 typedef enum { SL_LIMIT_AIMD, SL_LIMIT_GRADIENT } sl_limit_algo;
@@ -396,6 +402,8 @@ typedef struct sl_limit_config {
     double aimd_backoff;         /* AIMD: multiplier on a drop (default 0.9) */
     double gradient_smoothing;   /* gradient: weight of a new estimate (default 0.2) */
     int32_t gradient_queue;      /* gradient: the queue allowance added to the estimate (default 4) */
+    double gradient_tolerance;   /* gradient: RTT rise taken as noise, not queue: the gradient is
+                                    min RTT x (1 + this) / RTT, at most 1 (default 0.1) */
     int64_t gradient_probe_ns;   /* gradient: how often min RTT is measured again (default 30 s; 0 = never) */
     /* Share of the limit each priority may use, highest priority (0) first; default {1, 0.9, 0.75, 0.5}. */
     double share[SL_LIMIT_PRIORITIES];
@@ -410,7 +418,7 @@ typedef struct sl_limit sl_limit;
 typedef struct sl_limit_stats {
     int32_t limit, in_flight;
     int64_t admitted, rejected_by_priority[SL_LIMIT_PRIORITIES], drops;
-    int64_t min_rtt_ns;          /* -1 before the first sample */
+    int64_t min_rtt_ns;          /* -1 before the first; gradient: measured (window, PROBE); AIMD: fastest call */
     sl_limit_phase phase;
 } sl_limit_stats;
 void sl_limit_config_default(sl_limit_config *cfg);

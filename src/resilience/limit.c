@@ -2,20 +2,22 @@
  * limit.c - the adaptive concurrency limit: how many calls may be in flight
  * to a dependency, learnt from what its calls show.
  *
- *                 first drop (AIMD: a dropped or slow call;
- *                 gradient: a dropped call, or an RTT >= 2 x min RTT)
- *   SLOW_START ---------------------------------------------------> STEADY
- *   (+1 per call that used the limit:                                | ^
- *    doubles per window)             gradient_probe_ns since min RTT | | 16 calls started under
- *                                    was measured (gradient only)    v | the probe limit finished
- *                                                                   PROBE
- *                                  (the limit held at max(min_limit, gradient_queue): the queue
- *                                   drains and min RTT is measured again without it)
+ *              AIMD: first drop (a dropped call, or one slower than aimd_slow_ns)
+ *   SLOW_START ----------------------------------------------------------------> STEADY
+ *       |      gradient without probes: a window with a drop or RTT >= 2 x min      ^  |
+ *       |                                                                           |  | gradient:
+ *       | gradient: a window with a drop, or median RTT >= 2 x min RTT;    32 calls |  | gradient_probe_ns
+ *       | the estimate drops to the knee (see slow_start_close)            measured |  | since the last
+ *       +-------------------------------------------------------------------> PROBE <--+ PROBE
+ *                                      (the limit held at max(min_limit, gradient_queue): the queue
+ *                                       drains, then min RTT is measured without it)
  *
  *   state       invariant
- *   SLOW_START  no drop seen yet; min_limit <= estimate <= max_limit
+ *   SLOW_START  no drop, no queue seen yet; +1 per call that used the limit (doubles per round)
  *   STEADY      the algorithm's rule moves the estimate; probe_due_ns set
- *   PROBE       the estimate is frozen; acquire compares with the probe limit
+ *   PROBE       gradient only; the estimate is frozen; acquire compares with the probe limit
+ *   always      min_limit <= estimate <= max_limit; the published limit is floor(estimate) or the
+ *               probe limit
  *
  * AIMD, per release (TCP's congestion avoidance, Netflix's AIMDLimit):
  *   drop (dropped, or RTT > aimd_slow_ns):  estimate x= aimd_backoff, once per window: a drop of a call
@@ -23,35 +25,54 @@
  *   success that used the limit:            estimate += 1 / estimate  (+1 per window of successes;
  *                                                                      +1 per success in slow start)
  * Backing off once per window is TCP's rule (one reduction per window of
- * data). Backing off per drop, as Netflix's AIMDLimit does, collapses the
- * limit to the floor: when the dependency slows down, every call in flight
- * comes back slow at once (75 of them: 0.9^75 = 0.0004).
+ * data). Backing off per drop, as Netflix's AIMDLimit does, collapsed the
+ * limit to the floor in test_limit.c's simulated dependency: when it slows
+ * down, every call in flight comes back slow at once (0.9^75 = 0.0004).
  *
- * Gradient, once per window of samples (the rule of Envoy's adaptive
- * concurrency filter and Netflix's GradientLimit, TCP Vegas's idea):
- *   RTT      = the mean RTT of the window's calls; a window lasts as long
- *              as the previous window's mean RTT (at least one sample)
- *   gradient = clamp(min RTT / RTT, 0.5, 1)      (0.5 if a call was dropped)
+ * Gradient, once per window of calls (the rule of Envoy's adaptive
+ * concurrency filter, TCP Vegas's idea):
+ *   RTT      = the median RTT of the window's calls
+ *   gradient = min(1, min RTT x (1 + gradient_tolerance) / RTT), at least 0.5 (0.5 if a call dropped)
  *   target   = estimate x gradient + gradient_queue
  *   estimate += gradient_smoothing x (target - estimate)
- * One update per RTT, as Vegas does: a change of the limit shows in the
- * latency one RTT later, and updating on every sample (Gradient2) acts on
- * the same stale news limit-many times: in the simulated dependency of
- * test_limit.c that swung the limit between 8 and 102 around a capacity of
- * 50. Slow start still adds 1 per call that used the limit; it ends at the
- * close of a window with a drop or a mean RTT >= 2 x min RTT.
- * With a dependency whose latency grows as in_flight / N past N calls in
- * flight (a queue in front of N workers), the fixed point is
- * estimate = N + gradient_queue: the limit settles just above the
- * dependency's real concurrency, with a small queue to keep it busy.
- * min RTT against a long-term average (Netflix's Gradient2) was the other
- * choice: at the fixed point the average is the queued RTT, so the limit
- * creeps up; min RTT has no drift but must be measured again when the
- * dependency gets slower for good (a smaller min would make the gradient
- * 0.5 for ever and pin the limit near 2 x gradient_queue). That is PROBE:
- * every gradient_probe_ns the limit drops so the queue drains, and the
- * smallest RTT of 16 calls started under it is the new min RTT (Envoy's
- * minRTT window). RTT samples are clamped to at least 1 ns.
+ * A window lasts at least the previous window's median RTT and holds at
+ * least 8 calls (or lasts 4 RTTs); in slow start it is simply the last 8
+ * calls (HyStart's rounds), so the exit test sees the latest ones. A call
+ * started before the current phase began is old news and left out.
+ *
+ * With a dependency whose latency grows as in_flight / N past N calls (a
+ * queue in front of N workers), the fixed point is
+ *   estimate = N x (1 + gradient_tolerance) + gradient_queue   (59 for N = 50)
+ * just above the dependency's real concurrency: a small queue keeps it
+ * busy, and latency rises by about the tolerance.
+ *
+ * Why each piece (every one was needed in test_limit.c's simulations):
+ *  - one update per window, not per call (Netflix's Gradient2): a change
+ *    of the limit shows in latency one RTT later, and per-call updates act
+ *    on the same stale news limit-many times: the limit swung between 8
+ *    and 102 around N = 50.
+ *  - min RTT against a long-term average (Gradient2) creeps up: at the
+ *    fixed point the average is the queued RTT. min RTT does not drift, but
+ *    must be measured again when the dependency gets slower for good, or
+ *    the gradient stays at 0.5 and pins the limit near 2 x gradient_queue.
+ *    Hence PROBE, Envoy's minRTT window: every gradient_probe_ns, and right
+ *    after slow start (whose first-window measure is provisional: the first
+ *    calls back are the fastest of the first burst), the limit drops, the
+ *    queue drains, and the median of 32 calls is the new min RTT.
+ *  - medians, not means, and not the single fastest call: the fastest call
+ *    or the lowest of many window means is biased low by noise, and a low
+ *    min RTT is a permanent gradient below 1: the limit then sits at
+ *    gradient_queue / (1 - gradient) (about 15 with +-30% noise). A probe's
+ *    32 calls are the first back, so a mean misses the tail a window holds;
+ *    the median does not care.
+ *  - the tolerance: what bias is left (a few percent) would still pin the
+ *    limit at queue / bias; min RTT x 1.1 absorbs it (Envoy buffers min RTT
+ *    by 25%, Gradient2 has a tolerance of 1.5).
+ *  - slow start ends at the knee: the window's calls started with k in
+ *    flight on average and took RTT, so the dependency served
+ *    k x min RTT / RTT at once; the estimate drops to that plus the queue
+ *    allowance instead of the doubled value it reached meanwhile.
+ * RTT samples are clamped to at least 1 ns.
  *
  * "Used the limit": the call started with at least half the estimate in
  * flight (in_flight_at_start x 2 >= estimate). A limit nobody reaches has
@@ -61,16 +82,18 @@
  * Priorities: priority p is admitted while in_flight < limit x share[p].
  *
  * Threads: acquire is lock-free (a CAS on in_flight against the published
- * integer limit, which stays within its bounds). release takes the mutex to
- * update the estimator: floating point and several fields, and only after
- * the call, off the admission path.
+ * integer limit). release takes the mutex to update the estimator: floating
+ * point and several fields, after the call, off the admission path.
+ * Memory: the struct, with a 64-RTT reservoir for the window's median.
  */
 #include <pthread.h>
 #include "common/alloc.h"
 #include "resilience/res_int.h"
 
-#define PROBE_SAMPLES 16
-#define LIMIT_MAX     1000000
+#define PROBE_SAMPLES  32
+#define WINDOW_SAMPLES 8  /* a window needs this many calls (or 4 RTTs), as HyStart's rounds do */
+#define WINDOW_KEEP    64 /* RTTs kept per window for its median: a uniform sample (reservoir) beyond that */
+#define LIMIT_MAX      1000000
 
 struct sl_limit {
     _Atomic int32_t in_flight;
@@ -83,13 +106,15 @@ struct sl_limit {
     pthread_mutex_t mu; /* guards what follows */
     double estimate;
     sl_limit_phase phase;
-    int64_t drops, min_rtt_ns, probe_due_ns, probe_min_ns;
-    int32_t probe_samples;
-    int64_t backoff_ns; /* AIMD: the last backoff; older calls' drops do not back off again */
-    /* gradient: the window of samples being gathered */
-    int64_t win_start_ns, win_len_ns, win_rtt_sum_ns;
+    int64_t drops, min_rtt_ns, probe_due_ns;
+    int64_t backoff_ns;     /* AIMD: the last backoff; older calls' drops do not back off again */
+    int64_t phase_start_ns; /* gradient: calls started before it are old news */
+    /* gradient: the window of calls being gathered (PROBE's too) */
+    int64_t win_start_ns, win_len_ns, win_in_flight_sum;
     int32_t win_count, win_max_in_flight;
     bool win_dropped;
+    int64_t win_rtt_ns[WINDOW_KEEP];
+    _Atomic uint64_t rng; /* the reservoir's choices */
 };
 
 void sl_limit_config_default(sl_limit_config *cfg)
@@ -103,6 +128,7 @@ void sl_limit_config_default(sl_limit_config *cfg)
                              .aimd_backoff = 0.9,
                              .gradient_smoothing = 0.2,
                              .gradient_queue = 4,
+                             .gradient_tolerance = 0.1,
                              .gradient_probe_ns = 30 * (int64_t)1000000000,
                              .share = {1, 0.9, 0.75, 0.5}};
 }
@@ -125,6 +151,8 @@ static int check_config(const sl_limit_config *cfg, char *err, size_t err_len)
         return sl__res_invalid(err, err_len, "gradient_smoothing: %g is not in (0, 1]", cfg->gradient_smoothing);
     if (cfg->gradient_queue < 0 || cfg->gradient_queue > LIMIT_MAX)
         return sl__res_invalid(err, err_len, "gradient_queue: %d is not in 0..%d", cfg->gradient_queue, LIMIT_MAX);
+    if (!(cfg->gradient_tolerance >= 0 && cfg->gradient_tolerance <= 10))
+        return sl__res_invalid(err, err_len, "gradient_tolerance: %g is not in [0, 10]", cfg->gradient_tolerance);
     if (cfg->gradient_probe_ns < 0)
         return sl__res_invalid(err, err_len, "gradient_probe_ns: %lld is negative", (long long)cfg->gradient_probe_ns);
     for (int p = 0; p < SL_LIMIT_PRIORITIES; p++)
@@ -133,23 +161,48 @@ static int check_config(const sl_limit_config *cfg, char *err, size_t err_len)
     return 0;
 }
 
+static void window_reset(sl_limit *l, int64_t now)
+{
+    l->win_start_ns = now;
+    l->win_in_flight_sum = 0;
+    l->win_count = l->win_max_in_flight = 0;
+    l->win_dropped = false;
+}
+
+/* Keeps rtt in the window's sample: the first WINDOW_KEEP, then each with probability KEEP / count. */
+static void window_keep(sl_limit *l, int64_t rtt)
+{
+    int32_t i = l->win_count;
+    if (i >= WINDOW_KEEP) i = (int32_t)(sl__res_rand(&l->rng) % (uint64_t)(l->win_count + 1));
+    if (i < WINDOW_KEEP) l->win_rtt_ns[i] = rtt;
+    l->win_count++;
+}
+
+/* The median RTT of the window's sample (sorts it: the window is reset after). */
+static int64_t window_median(sl_limit *l)
+{
+    int32_t n = SL_MIN(l->win_count, WINDOW_KEEP);
+    SL_ASSERT(n > 0);
+    for (int32_t i = 1; i < n; i++) {
+        int64_t v = l->win_rtt_ns[i];
+        int32_t j = i;
+        for (; j > 0 && l->win_rtt_ns[j - 1] > v; j--) l->win_rtt_ns[j] = l->win_rtt_ns[j - 1];
+        l->win_rtt_ns[j] = v;
+    }
+    return SL_MAX(1, l->win_rtt_ns[n / 2]);
+}
+
 /* The one setter of the phase: asserts the edge is in the diagram. */
 static void set_phase(sl_limit *l, sl_limit_phase to, int64_t now)
 {
     sl_limit_phase from = l->phase;
-    SL_ASSERT((from == SL_LIMIT_SLOW_START && to == SL_LIMIT_STEADY) ||
+    SL_ASSERT((from == SL_LIMIT_SLOW_START && (to == SL_LIMIT_STEADY || to == SL_LIMIT_PROBE)) ||
               (from == SL_LIMIT_STEADY && to == SL_LIMIT_PROBE) || (from == SL_LIMIT_PROBE && to == SL_LIMIT_STEADY));
-    SL_ASSERT(to != SL_LIMIT_PROBE || l->cfg.algo == SL_LIMIT_GRADIENT);
+    SL_ASSERT(to != SL_LIMIT_PROBE || (l->cfg.algo == SL_LIMIT_GRADIENT && l->cfg.gradient_probe_ns > 0));
     l->phase = to;
-    l->win_start_ns = now; /* a window never spans two phases */
-    l->win_rtt_sum_ns = 0;
-    l->win_count = l->win_max_in_flight = 0;
-    l->win_dropped = false;
+    l->phase_start_ns = now;
+    window_reset(l, now); /* a window never spans two phases */
     if (to == SL_LIMIT_STEADY) l->probe_due_ns = now + l->cfg.gradient_probe_ns;
-    if (to == SL_LIMIT_PROBE) {
-        l->probe_samples = 0;
-        l->probe_min_ns = INT64_MAX;
-    }
 }
 
 /* With the mutex held: clamps the estimate and publishes the limit acquire compares with. */
@@ -179,6 +232,7 @@ int sl_limit_new(const sl_limit_config *cfg, sl_limit **out, char *err, size_t e
     l->phase = SL_LIMIT_SLOW_START;
     l->backoff_ns = INT64_MIN;
     l->win_start_ns = sl__res_now(&l->clock);
+    atomic_init(&l->rng, (uint64_t)l->win_start_ns ^ 0x5851f42d4c957f2dull);
     if (!cfg->slow_start) set_phase(l, SL_LIMIT_STEADY, l->win_start_ns);
     atomic_init(&l->limit, 0);
     publish(l);
@@ -230,33 +284,49 @@ static void aimd_update(sl_limit *l, const sl_limit_permit *permit, int64_t rtt,
     }
 }
 
-/* PROBE: the smallest RTT of PROBE_SAMPLES calls started under the probe limit becomes min RTT. */
+/* PROBE: the median RTT of PROBE_SAMPLES calls started under the probe limit becomes min RTT. */
 static void probe_sample(sl_limit *l, const sl_limit_permit *permit, int64_t rtt, bool dropped, int64_t now)
 {
     if (dropped || permit->in_flight_at_start > l->probe_limit) return; /* queued behind older calls */
-    l->probe_min_ns = SL_MIN(l->probe_min_ns, rtt);
-    if (++l->probe_samples < PROBE_SAMPLES) return;
-    l->min_rtt_ns = l->probe_min_ns;
+    window_keep(l, rtt);
+    if (l->win_count < PROBE_SAMPLES) return;
+    l->min_rtt_ns = window_median(l);
     set_phase(l, SL_LIMIT_STEADY, now);
 }
 
-/* The end of a gradient window: the rule of the file comment, on the window's mean RTT. */
+/* SLOW_START at a window's close: it ends when the window's mean RTT reached 2 x min RTT, or a call was
+   dropped. The window's calls started with k in flight on average and took RTT: the dependency served
+   k x min RTT / RTT at once, so the estimate drops to that plus the queue allowance (the gradient's fixed
+   point, taken at the knee); a drop halves it. Slow start doubles per RTT, so the estimate has overshot
+   the knee by the time the news of the queue comes back. */
+static void slow_start_close(sl_limit *l, int64_t rtt, double mean_in_flight, bool dropped, int64_t now)
+{
+    if (!dropped && rtt < 2 * l->min_rtt_ns) return;
+    double knee =
+        dropped ? l->estimate / 2 : mean_in_flight * ((double)l->min_rtt_ns / (double)rtt) + l->cfg.gradient_queue;
+    l->estimate = SL_MIN(l->estimate, knee);
+    set_phase(l, l->cfg.gradient_probe_ns > 0 ? SL_LIMIT_PROBE : SL_LIMIT_STEADY, now);
+}
+
+/* The end of a window: the first one gives a provisional min RTT (the first calls back are the fastest of
+   the first burst: it runs low; PROBE measures it after slow start); then slow start's exit test, or the
+   gradient rule of the file comment. */
 static void window_close(sl_limit *l, int64_t now)
 {
-    SL_ASSERT(l->win_count > 0);
-    int64_t rtt = SL_MAX(1, l->win_rtt_sum_ns / l->win_count);
+    SL_ASSERT(l->win_count > 0 && l->phase != SL_LIMIT_PROBE);
+    int64_t rtt = window_median(l);
+    double mean_in_flight = (double)l->win_in_flight_sum / l->win_count;
     bool dropped = l->win_dropped, used = l->win_max_in_flight * 2.0 >= l->estimate;
-    l->win_start_ns = now;
+    window_reset(l, now);
     l->win_len_ns = rtt;
-    l->win_rtt_sum_ns = 0;
-    l->win_count = l->win_max_in_flight = 0;
-    l->win_dropped = false;
+    if (l->min_rtt_ns == INT64_MAX && !dropped) l->min_rtt_ns = rtt; /* under the initial limit */
     if (l->phase == SL_LIMIT_SLOW_START) {
-        if (!dropped && rtt < 2 * l->min_rtt_ns) return;
-        set_phase(l, SL_LIMIT_STEADY, now);
+        slow_start_close(l, rtt, mean_in_flight, dropped, now);
+        return;
     }
     if (!dropped && !used) return; /* nobody reached the limit: it has shown nothing */
-    double gradient = dropped ? 0.5 : SL_MAX(0.5, SL_MIN(1.0, (double)l->min_rtt_ns / (double)rtt));
+    double tolerated = (double)l->min_rtt_ns * (1 + l->cfg.gradient_tolerance);
+    double gradient = dropped ? 0.5 : SL_MAX(0.5, SL_MIN(1.0, tolerated / (double)rtt));
     double target = l->estimate * gradient + l->cfg.gradient_queue;
     l->estimate += l->cfg.gradient_smoothing * (target - l->estimate);
     if (l->cfg.gradient_probe_ns > 0 && now >= l->probe_due_ns) set_phase(l, SL_LIMIT_PROBE, now);
@@ -269,13 +339,17 @@ static void gradient_update(sl_limit *l, const sl_limit_permit *permit, int64_t 
         probe_sample(l, permit, rtt, dropped, now);
         return;
     }
-    if (!dropped) l->min_rtt_ns = SL_MIN(l->min_rtt_ns, rtt);
+    if (permit->start_ns < l->phase_start_ns) return; /* admitted under another phase's limit: old news */
     if (l->phase == SL_LIMIT_SLOW_START && !dropped && used_the_limit(l, permit)) l->estimate += 1;
-    l->win_rtt_sum_ns += rtt;
-    l->win_count++;
+    l->win_in_flight_sum += permit->in_flight_at_start;
+    window_keep(l, rtt);
     l->win_dropped |= dropped;
     l->win_max_in_flight = SL_MAX(l->win_max_in_flight, permit->in_flight_at_start);
-    if (now - l->win_start_ns >= l->win_len_ns) window_close(l, now);
+    int64_t age = now - l->win_start_ns;
+    bool full = l->phase == SL_LIMIT_SLOW_START
+                    ? l->win_count >= WINDOW_SAMPLES /* the latest calls */
+                    : age >= l->win_len_ns && (l->win_count >= WINDOW_SAMPLES || age >= 4 * l->win_len_ns);
+    if (full) window_close(l, now);
 }
 
 void sl_limit_release(sl_limit *l, const sl_limit_permit *permit, bool dropped)
