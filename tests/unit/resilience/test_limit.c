@@ -250,6 +250,7 @@ typedef struct model {
     int32_t capacity;      /* N: calls served at once without queueing */
     int64_t base_ns;       /* latency below N */
     int arrivals_per_step; /* offered load */
+    int every_steps;       /* arrivals only every that many steps (0 or 1: every step) */
     bool mixed_priorities; /* arrival i has priority i % 4 */
     double jitter;         /* each latency x uniform(1 - jitter, 1 + jitter) */
     int tail_per_100;      /* and that many calls in 100 take 4x as long */
@@ -291,7 +292,7 @@ static sim_report sim_run(sl_limit *l, const model *m, int64_t ns, int64_t print
             sl_limit_release(l, &c.permit, false);
             if (sim_now >= half) done++, lat_sum += sim_now - c.permit.start_ns;
         }
-        for (int a = 0; a < m->arrivals_per_step; a++) {
+        for (int a = 0; a < (m->every_steps > 1 && step % m->every_steps ? 0 : m->arrivals_per_step); a++) {
             int prio = m->mixed_priorities ? (int)((step * m->arrivals_per_step + a) % 4) : 0;
             sim_call c;
             r.offered[prio]++;
@@ -313,9 +314,15 @@ static sim_report sim_run(sl_limit *l, const model *m, int64_t ns, int64_t print
     r.mean_limit = limit_sum / (double)samples;
     r.throughput_per_s = (double)done / ((double)(end - half) / 1e9);
     r.mean_latency_ms = done ? (double)lat_sum / (double)done / 1e6 : 0;
-    printf("%s: second half: limit mean %.1f (min %d, max %d), %.0f calls/s, mean latency %.2f ms\n", label,
-           r.mean_limit, r.min_limit, r.max_limit, r.throughput_per_s, r.mean_latency_ms);
+    if (label)
+        printf("%s: second half: limit mean %.1f (min %d, max %d), %.0f calls/s, mean latency %.2f ms\n", label,
+               r.mean_limit, r.min_limit, r.max_limit, r.throughput_per_s, r.mean_latency_ms);
     return r;
+}
+
+static void sim_run_quiet(sl_limit *l, const model *m, int64_t ns)
+{
+    sim_run(l, m, ns, 0, NULL);
 }
 
 static void sim_drain(sl_limit *l)
@@ -374,6 +381,50 @@ SL_TEST(limit_gradient_settles_near_capacity_with_noisy_latencies)
         sim_drain(l);
         sl_limit_free(l);
     }
+}
+
+SL_TEST(limit_gradient_does_not_grow_a_limit_nobody_uses)
+{
+    /* 1000 calls/s of 10 ms: about 10 in flight, far below N = 50. Windows where no call started with half
+       the limit in flight have shown nothing: the limit stays near twice what is used, ready to clamp a
+       burst, instead of growing to max_limit. */
+    sim_now = SEC;
+    heap_n = 0;
+    sl_limit *l = limit_make(SL_LIMIT_GRADIENT, 20, 1, 1000);
+    model m = {.capacity = 50, .base_ns = 10 * MS, .arrivals_per_step = 1, .every_steps = 10};
+    sim_report r = sim_run(l, &m, 20 * SEC, 0, "light load");
+    SL_CHECK(r.max_limit <= 30);
+    SL_CHECK(r.throughput_per_s >= 990); /* and nothing offered was refused */
+    sl_limit_stats st = stats_of(l);
+    SL_CHECK_INT(st.rejected_by_priority[0], 0);
+    sim_drain(l);
+    sl_limit_free(l);
+}
+
+SL_TEST(limit_gradient_without_probes_ignores_slow_start_overshoot_calls)
+{
+    /* Without probes, slow start ends straight in STEADY while the calls it let in above the knee are
+       still coming back, slow. They were admitted under slow start's limit: old news for STEADY, which
+       would otherwise read them as a queue and cut the limit far below the knee. */
+    sim_now = SEC;
+    heap_n = 0;
+    sl_limit_config cfg;
+    sl_limit_config_default(&cfg);
+    cfg.gradient_probe_ns = 0;
+    cfg.clock = sim_clock;
+    sl_limit *l;
+    SL_CHECK_OK(sl_limit_new(&cfg, &l, NULL, 0));
+    model m = {.capacity = 50, .base_ns = 10 * MS, .arrivals_per_step = 5};
+    int32_t lowest_steady = INT32_MAX;
+    for (int i = 0; i < 2000; i++) { /* 2 s in steps of 1 ms */
+        sim_run_quiet(l, &m, MS);
+        sl_limit_stats st = stats_of(l);
+        if (st.phase == SL_LIMIT_STEADY) lowest_steady = SL_MIN(lowest_steady, st.limit);
+    }
+    printf("lowest limit once steady: %d\n", lowest_steady);
+    SL_CHECK(lowest_steady >= 45);
+    sim_drain(l);
+    sl_limit_free(l);
 }
 
 SL_TEST(limit_gradient_follows_the_capacity_down_and_re_measures_a_slower_dependency)
