@@ -387,10 +387,16 @@ SL_TEST(limit_gradient_does_not_grow_a_limit_nobody_uses)
 {
     /* 1000 calls/s of 10 ms: about 10 in flight, far below N = 50. Windows where no call started with half
        the limit in flight have shown nothing: the limit stays near twice what is used, ready to clamp a
-       burst, instead of growing to max_limit. */
+       burst, instead of growing to max_limit. (Slow start has the same rule per call; STEADY's is tested
+       here, from the start.) */
     sim_now = SEC;
     heap_n = 0;
-    sl_limit *l = limit_make(SL_LIMIT_GRADIENT, 20, 1, 1000);
+    sl_limit_config cfg;
+    sl_limit_config_default(&cfg);
+    cfg.slow_start = false;
+    cfg.clock = sim_clock;
+    sl_limit *l;
+    SL_CHECK_OK(sl_limit_new(&cfg, &l, NULL, 0));
     model m = {.capacity = 50, .base_ns = 10 * MS, .arrivals_per_step = 1, .every_steps = 10};
     sim_report r = sim_run(l, &m, 20 * SEC, 0, "light load");
     SL_CHECK(r.max_limit <= 30);
@@ -422,7 +428,7 @@ SL_TEST(limit_gradient_without_probes_ignores_slow_start_overshoot_calls)
         if (st.phase == SL_LIMIT_STEADY) lowest_steady = SL_MIN(lowest_steady, st.limit);
     }
     printf("lowest limit once steady: %d\n", lowest_steady);
-    SL_CHECK(lowest_steady >= 45);
+    SL_CHECK(lowest_steady >= 50); /* 53; counting those calls, 45 */
     sim_drain(l);
     sl_limit_free(l);
 }
