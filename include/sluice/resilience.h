@@ -252,7 +252,7 @@ typedef struct sl_retry_config {
     int64_t attempt_timeout_ns;   /* per-attempt timeout, 0 = none (default 0) */
     double attempt_timeout_growth;/* each retry's timeout x this (default 1) */
     double budget_ratio;          /* retries <= this x calls over budget_window_ns; 0 = no budget (default 0.1) */
-    int64_t budget_window_ns;     /* default 10 s */
+    int64_t budget_window_ns;     /* default 10 s; rolls in tenths (the window is 90-100% of it) */
     int32_t budget_min_per_s;     /* retries always allowed per second, whatever the ratio (default 10) */
     sl_retry_classify_fn classify;/* NULL: every non-zero result is retryable */
     void *classify_arg;
@@ -270,15 +270,18 @@ typedef struct sl_retry_call {
 typedef struct sl_retry sl_retry;
 typedef struct sl_retry_stats {
     int64_t calls, retries, succeeded_first, succeeded_after_retry, failed_fatal, exhausted, budget_refused;
-    double budget_used;  /* retries / (ratio x calls) over the window */
+    double budget_used;  /* retries / what the budget allows (ratio x calls + budget_min_per_s x window) over
+                            the window; 0 without a budget */
 } sl_retry_stats;
 void sl_retry_config_default(sl_retry_config *cfg);
 int sl_retry_new(const sl_retry_config *cfg, sl_retry **out, char *err, size_t err_len);
 void sl_retry_free(sl_retry *r);
 /* Starts a call (counts it for the budget). */
 void sl_retry_begin(sl_retry *r, sl_retry_call *call);
-/* After an attempt returned `result` (0 = success): 0 = done (success or ignored); 1 = retry after
-   *delay_ns; or SL_RES_E_ATTEMPTS, SL_RES_E_BUDGET, or `result` itself when it is fatal. */
+/* After an attempt returned `result` (0 = success), kept in call->last_result: 0 = done (success or ignored:
+   the call's answer is call->last_result); 1 = retry after *delay_ns (>= 0), call->attempt counts it; or stop
+   with SL_RES_E_ATTEMPTS, SL_RES_E_BUDGET, or `result` itself when it is fatal. Every stop sets *delay_ns to
+   -1 (a caller whose own codes include 1 tells a retry by *delay_ns >= 0). delay_ns may be NULL. */
 int sl_retry_next(sl_retry *r, sl_retry_call *call, int result, int64_t *delay_ns);
 /* The timeout of attempt n (0-based), from attempt_timeout_ns and its growth; 0 = none. */
 int64_t sl_retry_attempt_timeout_ns(const sl_retry *r, int32_t attempt);
