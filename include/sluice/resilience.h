@@ -188,7 +188,10 @@ const char *sl_cb_state_name(sl_cb_state state);
  * Bulkheads
  * ====================================================================== */
 
-/* Semaphore bulkhead: at most max_concurrent calls at once; acquire may wait up to wait_ns for a slot. */
+/* Semaphore bulkhead: at most max_concurrent calls at once; acquire may wait up to wait_ns for a slot. With
+   the system clock (clock NULL or zeroed) a waiter sleeps on a condvar; with an injected clock it polls,
+   sleeping through clock->sleep_ns in steps of wait_ns / 16 (1 us .. 1 ms, the last one ending at the
+   deadline) and trying after each, so waits in simulated time are deterministic. */
 typedef struct sl_bulkhead sl_bulkhead;
 typedef struct sl_bulkhead_stats {
     int32_t active, waiting, max_concurrent;
@@ -199,6 +202,7 @@ int sl_bulkhead_new(int32_t max_concurrent, const sl_res_clock *clock, sl_bulkhe
 void sl_bulkhead_free(sl_bulkhead *b);
 /* 0 or SL_RES_E_FULL. wait_ns 0 never blocks. */
 int sl_bulkhead_acquire(sl_bulkhead *b, int64_t wait_ns);
+/* Once per admitted acquire (a release without one is a bug: it asserts). */
 void sl_bulkhead_release(sl_bulkhead *b);
 void sl_bulkhead_stats_get(sl_bulkhead *b, sl_bulkhead_stats *out);
 
@@ -338,12 +342,14 @@ void sl_hedge_stats_get(sl_hedge *h, sl_hedge_stats *out);
  * Rate limiters
  * ====================================================================== */
 
-/* Token bucket (as GCRA: one atomic timestamp, no lock): `rate_per_s` sustained, bursts up to `burst`. */
+/* Token bucket (as GCRA: one atomic timestamp, no lock): `rate_per_s` sustained, bursts up to `burst`.
+   rate_per_s in (0, 1e9]: one token every ceil(1e9 / rate_per_s) ns, so never faster than asked. */
 typedef struct sl_token_bucket sl_token_bucket;
 int sl_token_bucket_new(double rate_per_s, int32_t burst, const sl_res_clock *clock, sl_token_bucket **out,
                         char *err, size_t err_len);
 void sl_token_bucket_free(sl_token_bucket *tb);
-/* 0, or SL_RES_E_RATE with *retry_after_ns (may be NULL) = when `n` tokens will be there. */
+/* 0, or SL_RES_E_RATE with *retry_after_ns (may be NULL) = when `n` tokens will be there (exactly, if nothing
+   else takes any meanwhile), or SL_RES_E_INVALID when n is outside 1..burst (it could never be admitted). */
 int sl_token_bucket_acquire(sl_token_bucket *tb, int32_t n, int64_t *retry_after_ns);
 
 /* Sliding window per key (e.g. per customer): at most `limit` calls in any window_ns, for up to max_keys
@@ -358,12 +364,15 @@ typedef struct sl_sliding_window_config {
     int64_t window_ns;      /* default 1 s */
     int32_t buckets;        /* default 10 (1..100) */
     int32_t max_keys;       /* default 4096 */
+    int32_t key_bytes_max;  /* default 64 (1..1024): keys are stored and compared whole; a longer one is refused */
     sl_res_clock clock;
 } sl_sliding_window_config;
 void sl_sliding_window_config_default(sl_sliding_window_config *cfg);
 int sl_sliding_window_new(const sl_sliding_window_config *cfg, sl_sliding_window **out, char *err, size_t err_len);
 void sl_sliding_window_free(sl_sliding_window *sw);
-/* key may be NULL (one global window). 0, or SL_RES_E_RATE with *retry_after_ns (may be NULL). */
+/* key may be NULL or empty (one global window, outside the table). 0, or SL_RES_E_RATE with *retry_after_ns
+   (may be NULL) = when this key's call would be admitted; with every slot busy, when the first busy key goes
+   idle. SL_RES_E_INVALID for a key longer than key_bytes_max. */
 int sl_sliding_window_acquire(sl_sliding_window *sw, const char *key, size_t key_len, int64_t *retry_after_ns);
 
 /* ======================================================================
@@ -373,9 +382,20 @@ int sl_sliding_window_acquire(sl_sliding_window *sw, const char *key, size_t key
  * threshold, x backoff on a drop or a slow call) or gradient (Vegas-like: limit x (min RTT / current RTT)
  * + queue, smoothed), between a floor and a ceiling, starting with slow start (doubling until the first
  * drop). Priority partitions shed low-priority work first: priority p may use only share[p] of the limit.
+ *
+ *   SLOW_START --AIMD: first drop--> STEADY
+ *   SLOW_START --gradient: a drop, or the median RTT of the last calls >= 2 x min RTT: the estimate drops
+ *     to the knee--> PROBE (STEADY when gradient_probe_ns is 0)
+ *   STEADY --gradient: gradient_probe_ns since the last PROBE--> PROBE
+ *   PROBE: the limit held at max(min_limit, gradient_queue) until 32 calls started under it have measured
+ *     min RTT (their median) --> STEADY
+ * Gradient: once per window of calls (an RTT, 8 calls at least), gradient = min RTT x (1 + tolerance) /
+ * median RTT, clamped to [0.5, 1]; the limit settles near N x (1 + tolerance) + queue for a dependency that
+ * serves N calls at once. docs/internals/resilience.md has the reasons and the simulations.
  * ====================================================================== */
 
 typedef enum { SL_LIMIT_AIMD, SL_LIMIT_GRADIENT } sl_limit_algo;
+typedef enum { SL_LIMIT_SLOW_START, SL_LIMIT_STEADY, SL_LIMIT_PROBE } sl_limit_phase;
 #define SL_LIMIT_PRIORITIES 4
 typedef struct sl_limit_config {
     sl_limit_algo algo;          /* default SL_LIMIT_GRADIENT */
@@ -385,6 +405,9 @@ typedef struct sl_limit_config {
     double aimd_backoff;         /* AIMD: multiplier on a drop (default 0.9) */
     double gradient_smoothing;   /* gradient: weight of a new estimate (default 0.2) */
     int32_t gradient_queue;      /* gradient: the queue allowance added to the estimate (default 4) */
+    double gradient_tolerance;   /* gradient: RTT rise taken as noise, not queue: the gradient is
+                                    min RTT x (1 + this) / RTT, at most 1 (default 0.1) */
+    int64_t gradient_probe_ns;   /* gradient: how often min RTT is measured again (default 30 s; 0 = never) */
     /* Share of the limit each priority may use, highest priority (0) first; default {1, 0.9, 0.75, 0.5}. */
     double share[SL_LIMIT_PRIORITIES];
     sl_res_clock clock;
@@ -392,18 +415,20 @@ typedef struct sl_limit_config {
 
 typedef struct sl_limit_permit {
     int64_t start_ns;
-    int32_t in_flight_at_start;
+    int32_t in_flight_at_start;  /* calls in flight when it was admitted, itself included */
 } sl_limit_permit;
 typedef struct sl_limit sl_limit;
 typedef struct sl_limit_stats {
     int32_t limit, in_flight;
     int64_t admitted, rejected_by_priority[SL_LIMIT_PRIORITIES], drops;
-    int64_t min_rtt_ns;
+    int64_t min_rtt_ns;          /* -1 before the first; gradient: measured (window, PROBE); AIMD: fastest call */
+    sl_limit_phase phase;
 } sl_limit_stats;
 void sl_limit_config_default(sl_limit_config *cfg);
 int sl_limit_new(const sl_limit_config *cfg, sl_limit **out, char *err, size_t err_len);
 void sl_limit_free(sl_limit *l);
-/* 0 (permit filled) or SL_RES_E_LIMIT. priority 0..SL_LIMIT_PRIORITIES-1, 0 highest. */
+/* 0 (permit filled) or SL_RES_E_LIMIT; priority 0..SL_LIMIT_PRIORITIES-1, 0 highest (else SL_RES_E_INVALID).
+   Admitted while in_flight < limit x share[priority]. */
 int sl_limit_acquire(sl_limit *l, int priority, sl_limit_permit *permit);
 /* dropped: the call failed in a way that says "overloaded" (a timeout, 429, 503). */
 void sl_limit_release(sl_limit *l, const sl_limit_permit *permit, bool dropped);
