@@ -60,6 +60,8 @@ static const struct {
     {"timeout(fixed=2s)", "timeout(fixed=2s)"},
     {"timeout(2s)", "timeout(fixed=2s)"},
     {"timeout( 1.5s )", "timeout(fixed=1500ms)"},
+    {"timeout(1.0000005ms)", "timeout(fixed=1000001ns)"}, /* rounded to the nearest ns, half up */
+    {"timeout(0.25us)", "timeout(fixed=250ns)"},
     {"timeout(p99.9 x 1.5, min=250us, max=1min)", "timeout(p99.9 x 1.5, min=250us, max=1min)"},
     {"timeout(p95x3,min=1ms,max=2s)", "timeout(p95 x 3, min=1ms, max=2s)"},
     {"rate(100/s, per=key)", "rate(100/s, per=key, buckets=10, keys=4096)"},
