@@ -21,7 +21,7 @@ VALID = {
                       "open=30s,\n    probes=5)",
     "every_stage": "rate(10/s, per=key, buckets=5, keys=64) | rate(1000/s, burst=100) | bulkhead(16, wait=10ms) | "
                    "limit(aimd, initial=10, min=2, max=50, priority=1, slow=500ms, backoff=0.8, smoothing=0.3, "
-                   "queue=6) | timeout(p99.5 x 1.5, min=100ms, max=10s) | retry(5, base=10ms, cap=1s, mult=1.5, "
+                   "queue=6, tolerance=0.2, probe=10s) | timeout(p99.5 x 1.5, min=100ms, max=10s) | retry(5, base=10ms, cap=1s, mult=1.5, "
                    "jitter=none, budget=12.5%, budget_window=30s, budget_min=3/s, attempt_timeout=200ms, growth=2, "
                    "classify=http, seed=42) | breaker(time=60s, min_calls=20, failure=25%, slow=90%@2s, open=5s, "
                    "probes=3, half_open_max=1min) | hedge(2, delay=p95, min_delay=1ms, threads=2, queue=8)",

@@ -27,7 +27,7 @@
  *   rate(RATE, per=key, buckets=COUNT, keys=COUNT)  sliding window per key: RATE's count in RATE's period
  *   bulkhead(COUNT, wait=DURATION)
  *   limit(aimd|gradient, initial=, min=, max=, priority= COUNT, slow=DURATION, backoff=, smoothing= NUMBER,
- *         queue=COUNT)
+ *         queue=COUNT, tolerance=NUMBER, probe=DURATION)
  *   timeout(DURATION) | timeout(fixed=DURATION) | timeout(PERCENTILE x K, min=DURATION, max=DURATION)
  *   retry(COUNT, base=, cap= DURATION, mult=NUMBER, jitter=full|none, budget=PERCENT|none,
  *         budget_window=DURATION, budget_min=RATE (per second, whole), attempt_timeout=DURATION,
@@ -491,8 +491,10 @@ static int bulkhead_end(cursor *c, pipeline_spec *s, size_t at, uint32_t seen)
 }
 
 /* limit */
-static const char *const limit_keys[] = {"initial", "min", "max", "priority", "slow", "backoff", "smoothing", "queue", NULL};
-enum { LIMIT_INITIAL, LIMIT_MIN, LIMIT_MAX, LIMIT_PRIORITY, LIMIT_SLOW, LIMIT_BACKOFF, LIMIT_SMOOTHING, LIMIT_QUEUE };
+static const char *const limit_keys[] = {"initial", "min", "max", "priority", "slow", "backoff", "smoothing", "queue",
+                                         "tolerance", "probe", NULL};
+enum { LIMIT_INITIAL, LIMIT_MIN, LIMIT_MAX, LIMIT_PRIORITY, LIMIT_SLOW, LIMIT_BACKOFF, LIMIT_SMOOTHING, LIMIT_QUEUE,
+       LIMIT_TOLERANCE, LIMIT_PROBE };
 
 static void limit_begin(pipeline_spec *s, size_t at)
 {
@@ -520,6 +522,8 @@ static int limit_arg(cursor *c, pipeline_spec *s, int key)
     case LIMIT_BACKOFF: return read_number(c, &cfg->aimd_backoff, "a multiplier (e.g. 0.9)");
     case LIMIT_SMOOTHING: return read_number(c, &cfg->gradient_smoothing, "a weight (e.g. 0.2)");
     case LIMIT_QUEUE: return read_count32(c, COUNT_MAX, &cfg->gradient_queue, "a queue allowance");
+    case LIMIT_TOLERANCE: return read_number(c, &cfg->gradient_tolerance, "a fraction (e.g. 0.1)");
+    case LIMIT_PROBE: return read_duration(c, &cfg->gradient_probe_ns);
     default: SL_UNREACHABLE();
     }
 }
@@ -739,8 +743,9 @@ static int hedge_end(cursor *c, pipeline_spec *s, size_t at, uint32_t seen)
 static const stage_def stages[] = {
     STAGE("rate", 0, "a rate", rate_keys, "burst, per, buckets, keys", rate_begin, rate_arg, rate_end),
     STAGE("bulkhead", 1, "a count", bulkhead_keys, "wait", bulkhead_begin, bulkhead_arg, bulkhead_end),
-    STAGE("limit", 2, "aimd or gradient", limit_keys, "initial, min, max, priority, slow, backoff, smoothing, queue",
-          limit_begin, limit_arg, no_end),
+    STAGE("limit", 2, "aimd or gradient", limit_keys,
+          "initial, min, max, priority, slow, backoff, smoothing, queue, tolerance, probe", limit_begin, limit_arg,
+          no_end),
     STAGE("timeout", 3, "a duration or percentile", timeout_keys, "fixed, min, max", timeout_begin, timeout_arg,
           timeout_end),
     STAGE("retry", 4, "a count", retry_keys,
@@ -1097,7 +1102,10 @@ static void describe_admission(out *o, const pipeline_spec *s)
         put(o, "limit(%s, initial=%d, min=%d, max=%d, priority=%d, slow=", l->algo == SL_LIMIT_AIMD ? "aimd" : "gradient",
             l->initial, l->min_limit, l->max_limit, s->limit.priority);
         put_duration(o, l->aimd_slow_ns);
-        put(o, ", backoff=%.15g, smoothing=%.15g, queue=%d) | ", l->aimd_backoff, l->gradient_smoothing, l->gradient_queue);
+        put(o, ", backoff=%.15g, smoothing=%.15g, queue=%d, tolerance=%.15g, probe=", l->aimd_backoff,
+            l->gradient_smoothing, l->gradient_queue, l->gradient_tolerance);
+        put_duration(o, l->gradient_probe_ns);
+        put(o, ") | ");
     }
 }
 

@@ -72,7 +72,10 @@ static const struct {
     {"rate(1000/s, burst=50) | rate(10/s, per=key)", "rate(10/s, per=key, buckets=10, keys=4096) | rate(1000/s, burst=50)"},
     {"bulkhead(16)", "bulkhead(16, wait=0ns)"},
     {"limit(aimd, initial=10, min=2, max=50, priority=1, slow=500ms, backoff=0.8, queue=6, smoothing=0.3)",
-     "limit(aimd, initial=10, min=2, max=50, priority=1, slow=500ms, backoff=0.8, smoothing=0.3, queue=6)"},
+     "limit(aimd, initial=10, min=2, max=50, priority=1, slow=500ms, backoff=0.8, smoothing=0.3, queue=6, "
+     "tolerance=0.1, probe=30s)"},
+    {"limit(gradient, tolerance=0.25, probe=0s)", "limit(gradient, initial=20, min=1, max=1000, priority=0, slow=1s, "
+                                                 "backoff=0.9, smoothing=0.2, queue=4, tolerance=0.25, probe=0ns)"},
     {"retry(5, base=10ms, cap=1s, mult=1.5, jitter=none, budget=none, attempt_timeout=200ms, growth=2, "
      "classify=http, seed=42)",
      "retry(5, base=10ms, cap=1s, mult=1.5, jitter=none, budget=none, attempt_timeout=200ms, growth=2, "
@@ -114,7 +117,7 @@ SL_TEST(descriptions_round_trip)
     SL_CHECK_STR(described(a, b, sizeof b), a);
     const char *all = "rate(7/s, per=key, buckets=7, keys=7) | rate(0.1/s, burst=1) | bulkhead(3, wait=1us) | "
                       "limit(gradient, initial=20, min=1, max=1000, priority=3, slow=1s, backoff=0.9, smoothing=0.2, "
-                      "queue=4) | timeout(p50 x 0.5, min=1ns, max=1h) | retry(1000, base=0ns, cap=0ns, mult=1000, "
+                      "queue=4, tolerance=0.1, probe=30s) | timeout(p50 x 0.5, min=1ns, max=1h) | retry(1000, base=0ns, cap=0ns, mult=1000, "
                       "jitter=none, budget=1000%, budget_window=10ns, budget_min=0/s, attempt_timeout=1ns, growth=100, "
                       "classify=http, seed=123456789012345678) | breaker(consecutive=1, min_calls=1, failure=0%, "
                       "slow=0%@1ns, open=0ns, probes=1) | hedge(8, delay=p100, min_delay=0ns, threads=64, queue=65536)";
