@@ -263,7 +263,7 @@ typedef struct sl_retry_config {
     int64_t attempt_timeout_ns;   /* per-attempt timeout, 0 = none (default 0) */
     double attempt_timeout_growth;/* each retry's timeout x this (default 1) */
     double budget_ratio;          /* retries <= this x calls over budget_window_ns; 0 = no budget (default 0.1) */
-    int64_t budget_window_ns;     /* default 10 s */
+    int64_t budget_window_ns;     /* default 10 s; rolls in tenths (the window is 90-100% of it) */
     int32_t budget_min_per_s;     /* retries always allowed per second, whatever the ratio (default 10) */
     sl_retry_classify_fn classify;/* NULL: every non-zero result is retryable */
     void *classify_arg;
@@ -281,15 +281,18 @@ typedef struct sl_retry_call {
 typedef struct sl_retry sl_retry;
 typedef struct sl_retry_stats {
     int64_t calls, retries, succeeded_first, succeeded_after_retry, failed_fatal, exhausted, budget_refused;
-    double budget_used;  /* retries / (ratio x calls) over the window */
+    double budget_used;  /* retries / what the budget allows (ratio x calls + budget_min_per_s x window) over
+                            the window; 0 without a budget */
 } sl_retry_stats;
 void sl_retry_config_default(sl_retry_config *cfg);
 int sl_retry_new(const sl_retry_config *cfg, sl_retry **out, char *err, size_t err_len);
 void sl_retry_free(sl_retry *r);
 /* Starts a call (counts it for the budget). */
 void sl_retry_begin(sl_retry *r, sl_retry_call *call);
-/* After an attempt returned `result` (0 = success): 0 = done (success or ignored); 1 = retry after
-   *delay_ns; or SL_RES_E_ATTEMPTS, SL_RES_E_BUDGET, or `result` itself when it is fatal. */
+/* After an attempt returned `result` (0 = success), kept in call->last_result: 0 = done (success or ignored:
+   the call's answer is call->last_result); 1 = retry after *delay_ns (>= 0), call->attempt counts it; or stop
+   with SL_RES_E_ATTEMPTS, SL_RES_E_BUDGET, or `result` itself when it is fatal. Every stop sets *delay_ns to
+   -1 (a caller whose own codes include 1 tells a retry by *delay_ns >= 0). delay_ns may be NULL. */
 int sl_retry_next(sl_retry *r, sl_retry_call *call, int result, int64_t *delay_ns);
 /* The timeout of attempt n (0-based), from attempt_timeout_ns and its growth; 0 = none. */
 int64_t sl_retry_attempt_timeout_ns(const sl_retry *r, int32_t attempt);
@@ -300,11 +303,13 @@ void sl_retry_stats_get(sl_retry *r, sl_retry_stats *out);
  *
  *   attempt 0 starts --delay (fixed, or the live percentile)--> attempt 1 starts --delay--> ... up to
  *   1 + max_hedges attempts; the first success wins and the others are cancelled; all failed: one error
- *   with every attempt's cause.
+ *   with every attempt's cause. An attempt that fails while no other is in flight makes the next one due at
+ *   once (waiting out the delay would only add latency: the delay exists to avoid a second load while the
+ *   first may still answer).
  * ====================================================================== */
 
 typedef struct sl_hedge_config {
-    int32_t max_hedges;        /* extra attempts (default 1, at most 8) */
+    int32_t max_hedges;        /* extra attempts (default 1, 0..8) */
     int64_t delay_ns;          /* > 0: fixed delay between starts */
     sl_latency *latency;       /* delay_ns == 0: the delay is this dependency's live `percentile` */
     double percentile;         /* default 95 */
@@ -313,10 +318,18 @@ typedef struct sl_hedge_config {
 } sl_hedge_config;
 
 #define SL_HEDGE_MAX_ATTEMPTS 9
+typedef enum {
+    SL_HEDGE_RUNNING,  /* attempts in flight (begin starts attempt 0) */
+    SL_HEDGE_PENDING,  /* none in flight after a failure: the next attempt is due now */
+    SL_HEDGE_WON,      /* decided: `winner` succeeded; late losers may still finish */
+    SL_HEDGE_FAILED    /* decided: every attempt failed (results[] has each cause) */
+} sl_hedge_state;
 /* One hedged call's state: caller-owned (no allocation); attempts observe their own cancel token. */
 typedef struct sl_hedge_call {
+    sl_hedge_state state;
     int32_t started, finished, winner;       /* winner -1 until one succeeds */
     int64_t start_ns, next_ns;               /* when the next attempt is due (INT64_MAX: none) */
+    int64_t delay_ns;                        /* between starts: fixed at begin (the live percentile then) */
     int results[SL_HEDGE_MAX_ATTEMPTS];      /* each finished attempt's result */
     sl_res_cancel cancel[SL_HEDGE_MAX_ATTEMPTS];
 } sl_hedge_call;
@@ -328,16 +341,23 @@ typedef struct sl_hedge_stats {
 void sl_hedge_config_default(sl_hedge_config *cfg);
 int sl_hedge_new(const sl_hedge_config *cfg, sl_hedge **out, char *err, size_t err_len);
 void sl_hedge_free(sl_hedge *h);
-/* The state machine, for callers with their own threads or event loop:
-   begin: attempt 0 is to start now. due: how many attempts to start now (their indexes are
-   call->started.. ), and call->next_ns. finish: attempt i ended with result (0 = success); returns 1 when
-   the call is decided (a winner, or all failed), with the losers' tokens cancelled. */
+/* The state machine, for callers with their own threads or event loop (drawn in src/resilience/hedge.c):
+   begin: attempt 0 is to start now (begin counts it: call->started is 1). due: how many attempts to start
+   now; their indexes are call->started's value before the call, upwards (due adds them to it); call->next_ns
+   says when to ask again. finish: attempt i ended with result (0 = success); returns 1 once, when the call is
+   decided (a winner, with every other token cancelled, or all failed); a loser finishing later is recorded
+   and returns 0. */
 void sl_hedge_begin(sl_hedge *h, sl_hedge_call *call);
 int sl_hedge_due(sl_hedge *h, sl_hedge_call *call);
 int sl_hedge_finish(sl_hedge *h, sl_hedge_call *call, int32_t attempt, int result);
-/* Blocking helper: runs each attempt fn(arg, attempt, cancel) on a `pool` thread, waits (on h's clock) for
-   the winner, and returns its result (0), or the first attempt's error when all failed (every cause stays
-   in call->results). Losers still running are cancelled through their token; their results are dropped. */
+/* Blocking helper: runs each attempt fn(arg, attempt, cancel) on a `pool` thread (an attempt the pool
+   refuses fails with SL_RES_E_FULL), waits for the winner, and returns its result (0), or the first attempt's
+   error when all failed (every cause stays in call->results). Losers are cancelled through their token, and
+   sl_hedge_run returns once they have returned too, so `arg` and `call` may live on the caller's stack:
+   attempts must observe the token (the library cannot interrupt them). Waits: with the system clock, on a
+   condvar (an attempt's end, or the next hedge's time); with an injected clock, by polling through
+   clock.sleep_ns (up to the next hedge, 1 ms at most per step) and re-checking after each step, so a
+   simulated clock that advances only while the attempts are waiting makes runs deterministic. */
 int sl_hedge_run(sl_hedge *h, sl_pool *pool, int (*fn)(void *arg, int32_t attempt, const sl_res_cancel *cancel),
                  void *arg, sl_hedge_call *call);
 void sl_hedge_stats_get(sl_hedge *h, sl_hedge_stats *out);
@@ -443,22 +463,40 @@ void sl_limit_stats_get(sl_limit *l, sl_limit_stats *out);
  *
  * A pipeline runs a call through its stages in this fixed order, each stage optional:
  *
- *   rate limit -> concurrency limit -> bulkhead -> timeout -> retry -> circuit breaker -> hedge -> call
+ *   rate limit -> bulkhead -> concurrency limit -> timeout -> retry -> circuit breaker -> hedge -> call
  *                                                                                   \-> fallback
  *
- * (the outermost stage refuses first and cheapest; the breaker sits inside the retry so that every
- * attempt is counted and an open breaker stops the retries; the timeout bounds the whole call including
- * retries, each attempt has its own from the retry config.) The fallback runs when the pipeline ends
- * with an error, refusals included, and its result is the call's.
+ * (the outermost stage refuses first and cheapest; the per-key rate limit is asked before the global one,
+ * so a noisy key does not spend the global tokens; the bulkhead comes before the adaptive limit so that
+ * the limit measures the dependency, not the wait in the bulkhead, and a bulkhead refusal never has to
+ * give back a limit permit, which would feed the limit a meaningless round trip; the breaker sits inside
+ * the retry so that every attempt is counted and an open breaker stops the retries; the timeout bounds the
+ * whole call including retries and their backoff, each attempt has its own from the retry config.) The
+ * fallback runs when the pipeline ends with an error -- any non-zero result, refusals included -- and its
+ * result is the call's.
+ *
+ * Timeouts: the library does no I/O and cannot interrupt a call, so the call must observe ctx->deadline_ns
+ * (and ctx->cancel); a call that returns after its deadline counts as SL_RES_E_TIMEOUT whatever it returned
+ * (a FAILURE for the breaker, retryable unless the classifier says otherwise, a drop for the concurrency
+ * limit). A retry whose backoff would end past the whole call's deadline is not made: SL_RES_E_TIMEOUT.
+ *
+ * Results: a refusal is the refusing stage's code (SL_RES_E_RATE, _FULL, _LIMIT, _OPEN -- an open breaker
+ * also ends the retries -- or _BUDGET); retries exhausted return the last attempt's result (its cause, not
+ * SL_RES_E_ATTEMPTS); a fatal result is returned as it is.
  *
  * A pipeline holds pointers to policies the caller created (and frees); one policy may serve several
- * pipelines. Building is not thread-safe; running is.
+ * pipelines. Building is not thread-safe; running is. The success path allocates nothing and takes no lock
+ * of the pipeline's own (the policies' own costs are theirs).
  * ====================================================================== */
 
-/* What a call sees: observe `cancel`, finish before `deadline_ns` (0 = none); attempt is 0-based. */
+/* What a call sees: observe `cancel`, finish before `deadline_ns` (0 = none; the tighter of the call's and
+   the attempt's timeouts); attempt is 0-based (the retry's), hedge is 0 for the first of a hedged attempt and
+   1.. for its hedges. `cancel` is never NULL (without a hedge stage, a token nobody sets). The ctx lives for
+   the duration of the call only. */
 typedef struct sl_res_ctx {
     int64_t deadline_ns;
     int32_t attempt;
+    int32_t hedge;
     const sl_res_cancel *cancel;
     const char *key;       /* the rate-limit key the run was given */
     size_t key_len;
@@ -466,12 +504,15 @@ typedef struct sl_res_ctx {
 /* The call: returns 0 on success, else its own non-zero code (an HTTP status, an errno, ...), classified
    by the retry stage and counted as a FAILURE by the breaker unless `ignored` says otherwise. */
 typedef int (*sl_res_call_fn)(void *arg, const sl_res_ctx *ctx);
+/* The fallback: `error` is what the pipeline would have returned; ctx is the last attempt's (or, for a
+   refusal before any attempt, one with attempt 0 and no deadline). */
 typedef int (*sl_res_fallback_fn)(void *arg, int error, const sl_res_ctx *ctx);
 
 typedef struct sl_pipeline sl_pipeline;
+/* calls: runs that ended (successes: those that returned 0 without the fallback). */
 typedef struct sl_pipeline_stats {
-    int64_t refused_rate, refused_limit, refused_bulkhead, refused_breaker, timeouts, retries, hedges,
-        fallbacks, calls, successes;
+    int64_t refused_rate, refused_limit, refused_bulkhead, refused_breaker, refused_budget, timeouts, retries,
+        hedges, fallbacks, calls, successes;
 } sl_pipeline_stats;
 
 int sl_pipeline_new(sl_pipeline **out);
@@ -479,17 +520,31 @@ void sl_pipeline_free(sl_pipeline *p);
 void sl_pipeline_rate(sl_pipeline *p, sl_token_bucket *tb);
 void sl_pipeline_rate_per_key(sl_pipeline *p, sl_sliding_window *sw);
 void sl_pipeline_limit(sl_pipeline *p, sl_limit *l, int priority);
+/* wait_ns as sl_bulkhead_acquire's: 0 never waits. */
 void sl_pipeline_bulkhead(sl_pipeline *p, sl_bulkhead *b, int64_t wait_ns);
+/* cfg is copied. Adaptive (fixed_ns 0) without cfg->latency: the pipeline's latency tracker; with neither,
+   max_ns. */
 void sl_pipeline_timeout(sl_pipeline *p, const sl_timeout_config *cfg);
 void sl_pipeline_retry(sl_pipeline *p, sl_retry *r);
 void sl_pipeline_breaker(sl_pipeline *p, sl_cb *cb);
+/* Each attempt (each retry) is hedged on `pool` through sl_hedge_run: blocking, it waits for cancelled
+   losers to return. A result `ignored` calls an answer wins like a success (and is returned as it is). */
 void sl_pipeline_hedge(sl_pipeline *p, sl_hedge *h, sl_pool *pool);
 /* Outcomes for the breaker: results for which `ignored` returns true count as IGNORED (default: none). */
 void sl_pipeline_ignore(sl_pipeline *p, bool (*ignored)(void *arg, int result), void *arg);
 void sl_pipeline_fallback(sl_pipeline *p, sl_res_fallback_fn fn, void *arg);
-/* Every latency the call shows (each attempt) is recorded here: adaptive timeouts and hedges read it. */
+/* Every latency the call shows (each attempt; a cancelled hedge's is not) is recorded here: adaptive
+   timeouts and hedges read it. */
 void sl_pipeline_latency(sl_pipeline *p, sl_latency *lat);
+/* The pipeline's own clock: deadlines, latencies and the retries' backoff sleeps (default: the system's). Set
+   it before taking a stage clock. */
 void sl_pipeline_clock(sl_pipeline *p, const sl_res_clock *clock);
+/* A clock for the policies of this pipeline (rate limiters, concurrency limit, retry, breaker, latency tracker):
+   inside a run it returns the time the pipeline read at the last stage boundary (so the success path reads
+   the clock twice -- before admission and when the call ends -- instead of once per stage), and outside a run,
+   or on another thread, the pipeline's clock. Not for a bulkhead that waits or a hedge: they sleep on their
+   clock (give them the pipeline's). Valid while p lives. sl_pipeline_parse gives it to the policies it makes. */
+void sl_pipeline_stage_clock(const sl_pipeline *p, sl_res_clock *out);
 /* Runs fn through the stages: the call's result, an SL_RES_E* code, or the fallback's result. */
 int sl_pipeline_run(sl_pipeline *p, sl_res_call_fn fn, void *arg, const char *key, size_t key_len);
 void sl_pipeline_stats_get(sl_pipeline *p, sl_pipeline_stats *out);
@@ -498,9 +553,15 @@ void sl_pipeline_stats_get(sl_pipeline *p, sl_pipeline_stats *out);
  *   "rate(1000/s, burst=100) | bulkhead(16, wait=10ms) | timeout(p99 x 2, min=100ms, max=10s)
  *    | retry(3, base=50ms, cap=2s, budget=10%) | breaker(count=100, failure=50%, slow=80%@1s, open=30s,
  *    probes=5)"
- * The policies it creates belong to the pipeline (freed with it). SL_RES_E_INVALID with the position and
- * a sentence in err for what it cannot read. */
+ * The policies it creates belong to the pipeline (freed with it). SL_RES_E_INVALID with the position (a
+ * 0-based byte offset) and a sentence in err for what it cannot read: "at byte 17: retry: base: expected a
+ * duration (e.g. 10ms), found 'x'". The grammar, its stages and keys are at the top of
+ * src/resilience/parse.c (and docs/internals/resilience-c.md). */
 int sl_pipeline_parse(const char *desc, const sl_res_clock *clock, sl_pipeline **out, char *err, size_t err_len);
+/* The canonical description of a pipeline made by sl_pipeline_parse, every value explicit (a fixed point:
+   parsing it and describing again gives the same text); "" for a pipeline built in code. Returns the length
+   it needs (as snprintf); writes at most cap bytes, NUL included. */
+size_t sl_pipeline_describe(const sl_pipeline *p, char *buf, size_t cap);
 
 #ifdef __cplusplus
 }
