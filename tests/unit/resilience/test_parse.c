@@ -120,7 +120,7 @@ SL_TEST(descriptions_round_trip)
                       "queue=4, tolerance=0.1, probe=30s) | timeout(p50 x 0.5, min=1ns, max=1h) | retry(1000, base=0ns, cap=0ns, mult=1000, "
                       "jitter=none, budget=1000%, budget_window=10ns, budget_min=0/s, attempt_timeout=1ns, growth=100, "
                       "classify=http, seed=123456789012345678) | breaker(consecutive=1, min_calls=1, failure=0%, "
-                      "slow=0%@1ns, open=0ns, probes=1) | hedge(8, delay=p100, min_delay=0ns, threads=64, queue=65536)";
+                      "slow=0%@1ns, open=1ns, probes=1) | hedge(8, delay=p100, min_delay=0ns, threads=64, queue=65536)";
     SL_CHECK_STR(described(all, a, sizeof a), all);
 }
 
