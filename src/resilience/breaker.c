@@ -62,8 +62,9 @@
  * along the list, which can only count a call slow a few ns late.) A call
  * beyond max_in_flight is admitted but untracked (slot -1).
  *
- * Threads: one pthread mutex. The closed-state success path is a clock
- * read and a short critical section on acquire and on release; the window,
+ * Threads: one lock (sl__res_lock: a spin lock that yields; the critical
+ * sections are short and never call out). The closed-state success path is
+ * a clock read and a short critical section on acquire and on release; the window,
  * the in-flight table and the state must change together (a transition
  * resets all three against one generation), and a single lock keeps every
  * rule exact: the COUNT window is exactly the last N calls in release
@@ -75,7 +76,6 @@
  * COUNT ring (window bytes) or the TIME buckets (window x 12 bytes).
  */
 #include <math.h>
-#include <pthread.h>
 #include <string.h>
 #include "common/alloc.h"
 #include "resilience/res_int.h"
@@ -110,7 +110,7 @@ typedef struct cb_changes {
 } cb_changes;
 
 struct sl_cb {
-    pthread_mutex_t mu;
+    sl__res_lock mu;
     sl_cb_config cfg;  /* clock resolved, min_calls capped */
     _Atomic int state; /* written under mu */
     uint32_t gen;
@@ -205,7 +205,7 @@ int sl_cb_new(const sl_cb_config *cfg, sl_cb **out, char *err, size_t err_len)
     cb->nfree = cfg->max_in_flight;
     cb->list_head = cb->list_tail = cb->cursor = -1;
     cb->cur_is_window = cfg->mode != SL_CB_CONSECUTIVE;
-    pthread_mutex_init(&cb->mu, NULL);
+    sl__res_lock_init(&cb->mu);
     atomic_init(&cb->state, SL_CB_CLOSED);
     cb->t0_ns = sl__res_now(&cb->cfg.clock);
     *out = cb;
@@ -215,7 +215,6 @@ int sl_cb_new(const sl_cb_config *cfg, sl_cb **out, char *err, size_t err_len)
 void sl_cb_free(sl_cb *cb)
 {
     if (!cb) return;
-    pthread_mutex_destroy(&cb->mu);
     sl_free(cb->ring);
     sl_free(cb->seconds);
     sl_free(cb->flights);
@@ -342,7 +341,7 @@ static void window_record(sl_cb *cb, unsigned out)
         if (cb->ring_len == cb->cfg.window) counts_add(&cb->cur, cb->ring[cb->ring_pos], -1);
         else cb->ring_len++;
         cb->ring[cb->ring_pos] = (uint8_t)out;
-        cb->ring_pos = (cb->ring_pos + 1) % cb->cfg.window;
+        if (++cb->ring_pos == cb->cfg.window) cb->ring_pos = 0; /* not %: a division costs more than the rest */
     } else {
         cb_second *b = &cb->seconds[cb->head_second % cb->cfg.window];
         if (out & OUT_FAIL) b->failures++;
@@ -447,14 +446,14 @@ static void advance(sl_cb *cb, int64_t now, cb_changes *ch)
 static void lock_advance(sl_cb *cb, int64_t now, cb_changes *ch)
 {
     ch->n = 0;
-    pthread_mutex_lock(&cb->mu);
+    sl__res_lock_take(&cb->mu);
     advance(cb, now, ch);
 }
 
 /* Unlocks, then tells on_state about each change, outside the lock. */
 static void unlock_notify(sl_cb *cb, const cb_changes *ch)
 {
-    pthread_mutex_unlock(&cb->mu);
+    sl__res_lock_give(&cb->mu);
     for (int i = 0; i < ch->n; i++)
         if (cb->cfg.on_state) cb->cfg.on_state(cb->cfg.on_state_arg, ch->from[i], ch->to[i]);
 }

@@ -3,6 +3,7 @@
  * clock by default), error texts, cancellation tokens, a PRNG for jitter.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
@@ -11,9 +12,7 @@
 static int64_t system_now(void *arg)
 {
     (void)arg;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return sl__res_clock_system();
 }
 
 static void system_sleep(void *arg, int64_t ns)
@@ -43,6 +42,27 @@ int sl__res_invalid(char *err, size_t err_len, const char *fmt, ...)
         va_end(ap);
     }
     return SL_RES_E_INVALID;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Spins on a plain load (the line stays shared while held) for about a microsecond, then yields. */
+void sl__res_lock_slow(sl__res_lock *l)
+{
+    for (int spins = 0;; spins++) {
+        if (!atomic_load_explicit(&l->held, memory_order_relaxed) &&
+            !atomic_exchange_explicit(&l->held, true, memory_order_acquire))
+            return;
+        if (spins < 64) cpu_relax();
+        else sched_yield();
+    }
 }
 
 uint64_t sl__res_rand(_Atomic uint64_t *state)
