@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """bench/run.py - the whole benchmark: Sluice, its peers and this machine's limits, in one run.
 
-    /usr/bin/python3 bench/run.py [--quick] [--build DIR] [--out DIR] [--only sluice,mock,redis,nats,limits]
+    /usr/bin/python3 bench/run.py [--quick] [--build DIR] [--out DIR] [--only sluice,mock,redis,nats,limits,resilience]
 
 `make bench` runs it. Every figure is measured in this run, on this machine:
 
@@ -18,6 +18,9 @@
             idle RSS; start-up; recovery scan speed after kill -9.
 4. redis    Redis Streams (XADD, pipelined) with appendfsync always and no.
 5. nats     NATS JetStream, file storage, async publish with acks.
+6. resilience  sl_res_bench: the 5-stage resilience pipeline's cost per call on its success
+            path (1 and 2 threads) and heap bytes per call, with its floors (a clock reading,
+            an atomic add, a cache-line hand-over) measured in the same run.
 Peers get the best of four runs (1 or 2 connections, a window of 256 or 1024).
 Every run records the hypervisor's steal time over it: on a shared VM a run
 with seconds of steal is noise, and the report says so.
@@ -162,6 +165,15 @@ class Bench:
                                                    "--seconds", secs, "--json"])
         self.results["limits"]["net"] = run_tool([os.path.join(self.tools, "sl_limits"), "net", "--seconds",
                                                   "1" if self.o.quick else "3", "--json"])
+
+    # ---- the resilience pipeline ----------------------------------------------------------
+    def resilience(self):
+        log("== resilience pipeline (sl_res_bench)")
+        exe = os.path.join(self.tools, "sl_res_bench")
+        if not os.path.exists(exe):
+            log("   %s is not built (a sanitizer build leaves it out); skipped" % exe)
+            return
+        self.results["resilience"] = run_tool([exe, "200000" if self.o.quick else "2000000"])
 
     # ---- the client's ceiling -------------------------------------------------------------
     def mock(self):
@@ -367,7 +379,8 @@ class Bench:
             srv.stop()
 
     def run(self):
-        only = set(self.o.only.split(",")) if self.o.only else {"limits", "mock", "sluice", "redis", "nats"}
+        only = set(self.o.only.split(",")) if self.o.only else {"limits", "mock", "sluice", "redis", "nats",
+                                                                "resilience"}
         meta = self.results["meta"]
         meta.update(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                     host=platform.node(), cpus=os.cpu_count(), kernel=platform.release(), quick=self.o.quick,
@@ -385,6 +398,8 @@ class Bench:
                 self.redis()
             if "nats" in only:
                 self.nats()
+            if "resilience" in only:
+                self.resilience()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
         return self.results
@@ -449,7 +464,7 @@ if __name__ == "__main__":
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--tmp", default=None, help="where data directories go (default: $TMPDIR)")
-    ap.add_argument("--only", default="", help="comma-separated: limits,mock,sluice,redis,nats")
+    ap.add_argument("--only", default="", help="comma-separated: limits,mock,sluice,redis,nats,resilience")
     opts = ap.parse_args()
     sys.path.insert(0, os.path.join(ROOT, "bench"))
     import report  # noqa: E402  (bench/report.py: the Markdown table and the charts)

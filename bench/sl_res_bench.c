@@ -21,6 +21,7 @@
  * subtracted.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -160,8 +161,8 @@ static void *take_turns(void *arg)
 {
     long mine = (long)(intptr_t)arg;
     for (long v = mine; v < turns; v += 2) {
-        while (atomic_load_explicit(&turn, memory_order_acquire) != v) {
-        }
+        for (int spins = 0; atomic_load_explicit(&turn, memory_order_acquire) != v; spins++)
+            if (spins > 100000) sched_yield(); /* one core between us (taskset, a loaded machine) */
         atomic_store_explicit(&turn, v + 1, memory_order_release);
     }
     return NULL;

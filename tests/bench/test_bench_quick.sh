@@ -8,7 +8,7 @@
 set -euo pipefail
 out=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench-test.XXXXXX")
 trap 'rm -rf "$out"' EXIT
-/usr/bin/python3 "$SLUICE_SRC/bench/run.py" --quick --only limits,mock,sluice \
+/usr/bin/python3 "$SLUICE_SRC/bench/run.py" --quick --only limits,mock,sluice,resilience \
   --build "$(dirname "$SLUICE_BIN")" --out "$out"
 /usr/bin/python3 - "$out/latest.json" <<'PY'
 import json, sys
@@ -35,9 +35,16 @@ meta, lim = res["meta"], res["limits"]
 assert meta["startup_median_ms"] > 0 and meta["sluice_idle_rss_kib"] > 0
 assert meta["recovery"]["warm"]["bytes"] > 0 and meta["recovery"]["cold"]["bytes"] > 0
 assert lim["disk"]["fsync4k"]["p50_us"] > 0 and lim["net"]["tcp_bw"]["mb_per_s"] > 0
+if "resilience" in res:  # absent only where sl_res_bench is not built (sanitizer builds)
+    r = res["resilience"]
+    assert r["one_thread_ns"] > 0 and r["two_threads_ns"] > 0 and r["clock_ns"] > 0 and r["handoff_ns"] > 0, r
+    assert r["refused"] <= r["calls"] // 1000, "the pipeline refused or failed calls: %s" % r
 print("bench quick run: %d results, all complete" % len(rows))
 PY
 for section in "## Produce" "## Consume" "## Latency" "## Cost of exactly-once" "## This machine's limits" \
   "## Goals of issue 3"; do
   grep -q "^$section" "$out/latest.md" || { echo "FAIL: latest.md lacks '$section'" >&2; exit 1; }
 done
+if [ -x "$(dirname "$SLUICE_BIN")/bench/sl_res_bench" ]; then
+  grep -q "^## Resilience pipeline" "$out/latest.md" || { echo "FAIL: latest.md lacks the resilience section" >&2; exit 1; }
+fi
