@@ -167,9 +167,10 @@ static int check_config(const sl_cb_config *c, char *err, size_t len)
         return sl__res_invalid(err, len, "breaker window: %d is outside 1..%d", c->window, wmax);
     if (c->mode != SL_CB_CONSECUTIVE && c->min_calls < 1)
         return sl__res_invalid(err, len, "breaker min_calls: %d is below 1", c->min_calls);
-    if (!rate_ok(c->failure_rate) || !rate_ok(c->slow_rate))
-        return sl__res_invalid(err, len, "breaker failure_rate/slow_rate: %g/%g is outside 0..100 percent",
-                               c->failure_rate, c->slow_rate);
+    if (!rate_ok(c->failure_rate))
+        return sl__res_invalid(err, len, "breaker failure_rate: %g is outside 0..100 percent", c->failure_rate);
+    if (!rate_ok(c->slow_rate))
+        return sl__res_invalid(err, len, "breaker slow_rate: %g is outside 0..100 percent", c->slow_rate);
     if (c->slow_ns <= 0) return sl__res_invalid(err, len, "breaker slow_ns: %lld is not positive", (long long)c->slow_ns);
     if (c->mode == SL_CB_CONSECUTIVE && c->consecutive_failures < 1)
         return sl__res_invalid(err, len, "breaker consecutive_failures: %d is below 1", c->consecutive_failures);
