@@ -462,13 +462,17 @@ static void unlock_notify(sl_cb *cb, const cb_changes *ch)
 
 /* ---- calls ---- */
 
+/* How long a refused call should wait: never 0, and no overflow when open_ns or half_open_max_ns is near
+   INT64_MAX ("until forced"). OPEN: until HALF_OPEN. HALF_OPEN with no probe left: until half_open_max_ns
+   ends it; without that limit the probes decide, and the round is given open_ns from its start -- once
+   that has passed, open_ns again (how long a failing round would keep it open). */
 static int64_t retry_after(const sl_cb *cb, sl_cb_state s, int64_t now)
 {
-    int64_t until;
     if (s == SL_CB_FORCED_OPEN) return INT64_MAX;
-    if (s == SL_CB_OPEN) until = cb->open_since_ns + cb->cfg.open_ns;
-    else until = cb->half_open_since_ns + (cb->cfg.half_open_max_ns > 0 ? cb->cfg.half_open_max_ns : cb->cfg.open_ns);
-    return until > now ? until - now : 0;
+    int64_t since = s == SL_CB_OPEN ? cb->open_since_ns : cb->half_open_since_ns;
+    int64_t limit = s == SL_CB_OPEN || cb->cfg.half_open_max_ns == 0 ? cb->cfg.open_ns : cb->cfg.half_open_max_ns;
+    int64_t elapsed = SL_MAX(now - since, 0); /* < 0: this thread read the clock before the change */
+    return elapsed < limit ? limit - elapsed : cb->cfg.open_ns;
 }
 
 int sl_cb_acquire(sl_cb *cb, sl_cb_permit *permit, int64_t *retry_after_ns)
