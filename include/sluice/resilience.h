@@ -183,7 +183,9 @@ typedef struct sl_cb_stats {
 void sl_cb_config_default(sl_cb_config *cfg);
 int sl_cb_new(const sl_cb_config *cfg, sl_cb **out, char *err, size_t err_len);
 void sl_cb_free(sl_cb *cb);
-/* 0 (permit filled) or SL_RES_E_OPEN with *retry_after_ns (may be NULL) = time until HALF_OPEN. */
+/* 0 (permit filled) or SL_RES_E_OPEN with *retry_after_ns (may be NULL), never 0: OPEN, the time until
+   HALF_OPEN; HALF_OPEN with no probe left, the time until half_open_max_ns ends it, or without that limit
+   until open_ns after it began (open_ns once that has passed); FORCED_OPEN, INT64_MAX. */
 int sl_cb_acquire(sl_cb *cb, sl_cb_permit *permit, int64_t *retry_after_ns);
 void sl_cb_release(sl_cb *cb, const sl_cb_permit *permit, sl_res_outcome outcome);
 void sl_cb_force(sl_cb *cb, sl_cb_state state);

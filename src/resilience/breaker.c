@@ -167,9 +167,10 @@ static int check_config(const sl_cb_config *c, char *err, size_t len)
         return sl__res_invalid(err, len, "breaker window: %d is outside 1..%d", c->window, wmax);
     if (c->mode != SL_CB_CONSECUTIVE && c->min_calls < 1)
         return sl__res_invalid(err, len, "breaker min_calls: %d is below 1", c->min_calls);
-    if (!rate_ok(c->failure_rate) || !rate_ok(c->slow_rate))
-        return sl__res_invalid(err, len, "breaker failure_rate/slow_rate: %g/%g is outside 0..100 percent",
-                               c->failure_rate, c->slow_rate);
+    if (!rate_ok(c->failure_rate))
+        return sl__res_invalid(err, len, "breaker failure_rate: %g is outside 0..100 percent", c->failure_rate);
+    if (!rate_ok(c->slow_rate))
+        return sl__res_invalid(err, len, "breaker slow_rate: %g is outside 0..100 percent", c->slow_rate);
     if (c->slow_ns <= 0) return sl__res_invalid(err, len, "breaker slow_ns: %lld is not positive", (long long)c->slow_ns);
     if (c->mode == SL_CB_CONSECUTIVE && c->consecutive_failures < 1)
         return sl__res_invalid(err, len, "breaker consecutive_failures: %d is below 1", c->consecutive_failures);
@@ -460,13 +461,17 @@ static void unlock_notify(sl_cb *cb, const cb_changes *ch)
 
 /* ---- calls ---- */
 
+/* How long a refused call should wait: never 0, and no overflow when open_ns or half_open_max_ns is near
+   INT64_MAX ("until forced"). OPEN: until HALF_OPEN. HALF_OPEN with no probe left: until half_open_max_ns
+   ends it; without that limit the probes decide, and the round is given open_ns from its start -- once
+   that has passed, open_ns again (how long a failing round would keep it open). */
 static int64_t retry_after(const sl_cb *cb, sl_cb_state s, int64_t now)
 {
-    int64_t until;
     if (s == SL_CB_FORCED_OPEN) return INT64_MAX;
-    if (s == SL_CB_OPEN) until = cb->open_since_ns + cb->cfg.open_ns;
-    else until = cb->half_open_since_ns + (cb->cfg.half_open_max_ns > 0 ? cb->cfg.half_open_max_ns : cb->cfg.open_ns);
-    return until > now ? until - now : 0;
+    int64_t since = s == SL_CB_OPEN ? cb->open_since_ns : cb->half_open_since_ns;
+    int64_t limit = s == SL_CB_OPEN || cb->cfg.half_open_max_ns == 0 ? cb->cfg.open_ns : cb->cfg.half_open_max_ns;
+    int64_t elapsed = SL_MAX(now - since, 0); /* < 0: this thread read the clock before the change */
+    return elapsed < limit ? limit - elapsed : cb->cfg.open_ns;
 }
 
 int sl_cb_acquire(sl_cb *cb, sl_cb_permit *permit, int64_t *retry_after_ns)
