@@ -558,7 +558,7 @@ void sl_pipeline_stats_get(sl_pipeline *p, sl_pipeline_stats *out);
  * The policies it creates belong to the pipeline (freed with it). SL_RES_E_INVALID with the position (a
  * 0-based byte offset) and a sentence in err for what it cannot read: "at byte 17: retry: base: expected a
  * duration (e.g. 10ms), found 'x'". The grammar, its stages and keys are at the top of
- * src/resilience/parse.c (and docs/internals/resilience-c.md). */
+ * src/resilience/parse.c (and docs/internals/resilience.md). */
 int sl_pipeline_parse(const char *desc, const sl_res_clock *clock, sl_pipeline **out, char *err, size_t err_len);
 /* The canonical description of a pipeline made by sl_pipeline_parse, every value explicit (a fixed point:
    parsing it and describing again gives the same text); "" for a pipeline built in code. Returns the length

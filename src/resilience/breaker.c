@@ -70,7 +70,7 @@
  * rule exact: the COUNT window is exactly the last N calls in release
  * order, never transiently over-counted into a spurious opening, as
  * separately updated atomic counters would be. The lock is never held
- * while calling out. Measured costs: docs/internals/resilience-a.md.
+ * while calling out. Measured costs: docs/internals/resilience.md.
  *
  * Memory, fixed at _new: the struct, max_in_flight x 36 bytes, plus the
  * COUNT ring (window bytes) or the TIME buckets (window x 12 bytes).

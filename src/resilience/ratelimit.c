@@ -22,7 +22,7 @@
  * (now - window_ns, now], plus it, stay within `limit`. Those buckets hold
  * every earlier call of any window of length window_ns that ends with this
  * call, so no window ever holds more than limit (the proof is in
- * docs/internals/resilience-b.md). A key keeps ceil(window/bucket) + 1
+ * docs/internals/resilience.md). A key keeps ceil(window/bucket) + 1
  * counters in a ring. A refusal's retry_after is when enough of the oldest
  * buckets will have left the window.
  *
