@@ -550,6 +550,20 @@ void sl_pipeline_stage_clock(const sl_pipeline *p, sl_res_clock *out);
 /* Runs fn through the stages: the call's result, an SL_RES_E* code, or the fallback's result. */
 int sl_pipeline_run(sl_pipeline *p, sl_res_call_fn fn, void *arg, const char *key, size_t key_len);
 void sl_pipeline_stats_get(sl_pipeline *p, sl_pipeline_stats *out);
+/* The policies of a pipeline's stages (NULL where it has none), e.g. to read the breaker's state or export
+   the latency tracker of a pipeline made by sl_pipeline_parse. They stay the pipeline's: valid while p lives,
+   not to be freed; reading their stats or state is safe from any thread while calls run. */
+typedef struct sl_pipeline_policies {
+    sl_token_bucket *rate;
+    sl_sliding_window *rate_per_key;
+    sl_limit *limit;
+    sl_bulkhead *bulkhead;
+    sl_retry *retry;
+    sl_cb *breaker;
+    sl_hedge *hedge;
+    sl_latency *latency;
+} sl_pipeline_policies;
+void sl_pipeline_policies_get(const sl_pipeline *p, sl_pipeline_policies *out);
 
 /* A pipeline and its policies from a one-line description, e.g.
  *   "rate(1000/s, burst=100) | bulkhead(16, wait=10ms) | timeout(p99 x 2, min=100ms, max=10s)

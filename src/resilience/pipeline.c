@@ -193,6 +193,12 @@ void sl_pipeline_fallback(sl_pipeline *p, sl_res_fallback_fn fn, void *arg)
 }
 
 void sl_pipeline_latency(sl_pipeline *p, sl_latency *lat) { p->latency = lat; }
+void sl_pipeline_policies_get(const sl_pipeline *p, sl_pipeline_policies *out)
+{
+    *out = (sl_pipeline_policies){p->bucket, p->window, p->limit, p->bulkhead, p->retry, p->breaker, p->hedge,
+                                  p->latency};
+}
+
 void sl_pipeline_clock(sl_pipeline *p, const sl_res_clock *clock) { sl__res_clock_resolve(clock, &p->clock); }
 
 void sl_pipeline_stats_get(sl_pipeline *p, sl_pipeline_stats *out)

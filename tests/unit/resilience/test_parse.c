@@ -314,10 +314,34 @@ SL_TEST(parsed_breaker_opens_and_stops_calls)
     for (int i = 0; i < 4; i++) SL_CHECK_INT(sl_pipeline_run(p, counted, &c, NULL, 0), 500);
     SL_CHECK_INT(sl_pipeline_run(p, counted, &c, NULL, 0), SL_RES_E_OPEN);
     SL_CHECK_INT(c.calls, 4);
+    sl_pipeline_policies pol;
+    sl_pipeline_policies_get(p, &pol); /* the parsed breaker, seen from outside */
+    SL_CHECK(pol.breaker && !pol.rate && !pol.retry && !pol.latency);
+    SL_CHECK_INT(sl_cb_state_now(pol.breaker), SL_CB_OPEN);
     atomic_fetch_add(&sim_now, 30 * S); /* half-open: one probe */
     c.result = 0;
     SL_CHECK_OK(sl_pipeline_run(p, counted, &c, NULL, 0));
     SL_CHECK_INT(c.calls, 5);
+    SL_CHECK_INT(sl_cb_state_now(pol.breaker), SL_CB_CLOSED);
+    sl_pipeline_free(p);
+}
+
+SL_TEST(parsed_policies_are_handed_out_stage_by_stage)
+{
+    sl_pipeline *p;
+    SL_CHECK_OK(sl_pipeline_parse("rate(10/s) | bulkhead(4) | timeout(p99 x 2, min=1ms, max=1s) | retry(2)", &sim_clock,
+                                  &p, NULL, 0));
+    sl_pipeline_policies pol;
+    sl_pipeline_policies_get(p, &pol);
+    SL_CHECK(pol.rate && pol.bulkhead && pol.retry && pol.latency); /* the percentile made a tracker */
+    SL_CHECK(!pol.rate_per_key && !pol.limit && !pol.breaker && !pol.hedge);
+    sl_bulkhead_stats bs;
+    sl_bulkhead_stats_get(pol.bulkhead, &bs);
+    SL_CHECK_INT(bs.active, 0);
+    sl_pipeline_free(p);
+    sl_pipeline_new(&p); /* built in code: none */
+    sl_pipeline_policies_get(p, &pol);
+    SL_CHECK(!pol.rate && !pol.bulkhead && !pol.retry && !pol.latency && !pol.breaker);
     sl_pipeline_free(p);
 }
 
